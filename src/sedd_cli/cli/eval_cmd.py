@@ -1,0 +1,3 @@
+"""`sedd perplexity`."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`sedd convert, info`."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`sedd sample, infill`."""
+
+from __future__ import annotations

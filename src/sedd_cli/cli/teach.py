@@ -1,0 +1,3 @@
+"""`sedd tokenize, noise, cipher-demo, loss`."""
+
+from __future__ import annotations

@@ -1,0 +1,3 @@
+"""`sedd train`."""
+
+from __future__ import annotations

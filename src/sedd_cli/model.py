@@ -1,0 +1,271 @@
+"""The DDiT score network (sedd-spec §3): a bidirectional transformer conditioned on sigma.
+
+    x [B, L] --vocab_embed--> h [B, L, d]            sigma [B] --sinusoid, MLP, SiLU--> c [B, cond]
+    h --n_blocks x DDiTBlock(h, c, rotary)--> h --output_layer(h, c)--> z [B, L, D]
+    s = z - log(e^sigma - 1) - log(D - 1)   (scale_by_sigma, absorbing graph only)
+    s[b, l, x[b, l]] = 0                      (log-ratio of the current token to itself)
+
+Parameter names and shapes equal the reference implementation's, so its published checkpoints
+load strictly by name. Attention runs through `torch.nn.functional.scaled_dot_product_attention`
+(non-causal, no mask); `attention="flash"` uses the flash-attn package when it is installed. On
+CUDA the blocks and the output head run under bf16 autocast, with layer norms and rotary in fp32,
+as in the reference; on CPU everything is float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .config import ModelConfig
+from .errors import SeddError
+from .graph import esigm1
+
+__all__ = ["SEDD", "build_model", "count_parameters"]
+
+FREQUENCY_EMBEDDING_SIZE = 256
+
+
+class LayerNorm(nn.Module):
+    """Parameter-free layer norm in fp32 (eps 1e-5, autocast off) times a learned weight."""
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.ones(dim))
+        self.dim = dim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(x.device.type, enabled=False):
+            x = F.layer_norm(x.float(), [self.dim])
+        return x * self.weight
+
+
+class EmbeddingLayer(nn.Module):
+    """Token embedding as a bare ``[D, d]`` parameter named ``embedding`` (reference layout)."""
+
+    def __init__(self, dim: int, vocab_dim: int):
+        super().__init__()
+        self.embedding = nn.Parameter(torch.empty(vocab_dim, dim))
+        nn.init.kaiming_uniform_(self.embedding, a=math.sqrt(5))  # U(-1/sqrt(d), 1/sqrt(d))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.embedding[x]
+
+
+class TimestepEmbedder(nn.Module):
+    """sigma -> [cos(sigma f_k), sin(sigma f_k)] (cos first, f_k = 10000^(-k/128)) -> MLP."""
+
+    def __init__(self, hidden_size: int, frequency_embedding_size: int = FREQUENCY_EMBEDDING_SIZE):
+        super().__init__()
+        self.mlp = nn.Sequential(
+            nn.Linear(frequency_embedding_size, hidden_size, bias=True),
+            nn.SiLU(),
+            nn.Linear(hidden_size, hidden_size, bias=True),
+        )
+        half = frequency_embedding_size // 2
+        freqs = torch.exp(-math.log(10000) * torch.arange(half, dtype=torch.float32) / half)
+        self.register_buffer("freqs", freqs, persistent=False)
+
+    def forward(self, sigma: torch.Tensor) -> torch.Tensor:
+        args = sigma.float()[:, None] * self.freqs[None]  # [B, 128]
+        embedding = torch.cat([torch.cos(args), torch.sin(args)], dim=-1)  # [B, 256]
+        return self.mlp(embedding)
+
+
+class Rotary(nn.Module):
+    """Rotate-half (GPT-NeoX) rotary tables for positions 0..L-1, cached by length."""
+
+    def __init__(self, head_dim: int, base: float = 10_000.0):
+        super().__init__()
+        inv_freq = 1.0 / (base ** (torch.arange(0, head_dim, 2).float() / head_dim))
+        self.register_buffer("inv_freq", inv_freq)  # persistent: part of the reference state dict
+        self._cache: tuple[int, torch.device, torch.Tensor, torch.Tensor] | None = None
+
+    def forward(self, length: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+        """cos, sin tables ``[L, head_dim]`` in fp32."""
+        c = self._cache
+        if c is None or c[0] != length or c[1] != device or c[2].device != self.inv_freq.device:
+            t = torch.arange(length, device=self.inv_freq.device, dtype=self.inv_freq.dtype)
+            freqs = torch.outer(t, self.inv_freq)  # [L, head_dim / 2]
+            emb = torch.cat([freqs, freqs], dim=-1)  # [L, head_dim]
+            self._cache = c = (length, device, emb.cos().to(device), emb.sin().to(device))
+        return c[2], c[3]
+
+
+def _rotate_half(u: torch.Tensor) -> torch.Tensor:
+    u1, u2 = u.chunk(2, dim=-1)
+    return torch.cat([-u2, u1], dim=-1)
+
+
+def _apply_rotary(u: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """u ``[B, L, H, hd]``; cos/sin ``[L, hd]``: u cos + rot(u) sin."""
+    cos = cos[None, :, None, :]
+    sin = sin[None, :, None, :]
+    return u * cos + _rotate_half(u) * sin
+
+
+def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+    return x * (1 + scale) + shift
+
+
+def _flash_attention():
+    try:
+        from flash_attn import flash_attn_qkvpacked_func
+    except ImportError:
+        raise SeddError(
+            "model.attention=flash needs the flash-attn package on a CUDA machine: "
+            "pip install 'sedd-cli[flash]', or use model.attention=sdpa"
+        ) from None
+    return flash_attn_qkvpacked_func
+
+
+class DDiTBlock(nn.Module):
+    """Pre-LN transformer block with adaLN modulation and gating from the conditioning c."""
+
+    def __init__(self, dim: int, n_heads: int, cond_dim: int, mlp_ratio: int = 4, dropout: float = 0.1):
+        super().__init__()
+        self.n_heads = n_heads
+        self.norm1 = LayerNorm(dim)
+        self.attn_qkv = nn.Linear(dim, 3 * dim, bias=False)
+        self.attn_out = nn.Linear(dim, dim, bias=False)
+        self.dropout1 = nn.Dropout(dropout)
+        self.norm2 = LayerNorm(dim)
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, mlp_ratio * dim, bias=True),
+            nn.GELU(approximate="tanh"),
+            nn.Linear(mlp_ratio * dim, dim, bias=True),
+        )
+        self.dropout2 = nn.Dropout(dropout)
+        self.dropout = dropout
+        self.adaLN_modulation = nn.Linear(cond_dim, 6 * dim, bias=True)
+        nn.init.zeros_(self.adaLN_modulation.weight)
+        nn.init.zeros_(self.adaLN_modulation.bias)
+        self.attention = "sdpa"
+
+    def forward(self, h: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], c: torch.Tensor):
+        B, L, d = h.shape
+        H = self.n_heads
+        # six [B, 1, d] chunks, in the reference order
+        shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c)[
+            :, None
+        ].chunk(6, dim=2)
+
+        a = _modulate(self.norm1(h), shift_msa, scale_msa)
+        qkv = self.attn_qkv(a).view(B, L, 3, H, d // H)  # 3d axis = all q, all k, all v
+        with torch.autocast(h.device.type, enabled=False):
+            cos, sin = rotary
+            cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)
+            q = _apply_rotary(qkv[:, :, 0], cos, sin)
+            k = _apply_rotary(qkv[:, :, 1], cos, sin)
+        v = qkv[:, :, 2]
+        if self.attention == "flash" and h.is_cuda:
+            packed = torch.stack([q, k, v], dim=2).to(torch.bfloat16)  # [B, L, 3, H, hd]
+            o = _flash_attention()(packed, 0.0, causal=False).reshape(B, L, d)
+        else:
+            # SDPA wants [B, H, L, hd]
+            o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+            o = o.transpose(1, 2).reshape(B, L, d)
+        h = h + gate_msa * self.dropout1(self.attn_out(o))
+        m = self.mlp(_modulate(self.norm2(h), shift_mlp, scale_mlp))
+        return h + gate_mlp * self.dropout2(m)
+
+
+class DDitFinalLayer(nn.Module):
+    """adaLN-modulated final norm and the zero-initialised output head Linear(d -> D)."""
+
+    def __init__(self, dim: int, out_dim: int, cond_dim: int):
+        super().__init__()
+        self.norm_final = LayerNorm(dim)
+        self.linear = nn.Linear(dim, out_dim)
+        nn.init.zeros_(self.linear.weight)
+        nn.init.zeros_(self.linear.bias)
+        self.adaLN_modulation = nn.Linear(cond_dim, 2 * dim, bias=True)
+        nn.init.zeros_(self.adaLN_modulation.weight)
+        nn.init.zeros_(self.adaLN_modulation.bias)
+
+    def modulated(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        """The head's input ``[B, L, d]`` (shift chunk first, then scale)."""
+        shift, scale = self.adaLN_modulation(c)[:, None].chunk(2, dim=2)
+        return _modulate(self.norm_final(h), shift, scale)
+
+    def forward(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+        return self.linear(self.modulated(h, c))
+
+
+class SEDD(nn.Module):
+    """The score network. ``SEDD(cfg, dim)`` outputs log-scores over `dim` = D graph states.
+
+    Call as ``model(x, sigma)`` with ids ``[B, L]`` and total noise ``[B]`` -> log-score
+    ``[B, L, D]``. `features` + `head_rows` compute the output head on selected positions only.
+    """
+
+    def __init__(self, cfg: ModelConfig, dim: int):
+        super().__init__()
+        self.config = cfg
+        self.dim = dim
+        self.absorb_scale = cfg.scale_by_sigma
+        self.vocab_embed = EmbeddingLayer(cfg.hidden_size, dim)
+        self.sigma_map = TimestepEmbedder(cfg.cond_dim)
+        self.rotary_emb = Rotary(cfg.hidden_size // cfg.n_heads)
+        self.blocks = nn.ModuleList(
+            [
+                DDiTBlock(cfg.hidden_size, cfg.n_heads, cfg.cond_dim, cfg.mlp_ratio, cfg.dropout)
+                for _ in range(cfg.n_blocks)
+            ]
+        )
+        self.output_layer = DDitFinalLayer(cfg.hidden_size, dim, cfg.cond_dim)
+        self.amp = True  # bf16 autocast on CUDA (never on CPU)
+        self.set_attention(cfg.attention)
+
+    def set_attention(self, backend: str) -> None:
+        """Choose ``sdpa`` or ``flash`` for every block."""
+        if backend == "flash":
+            _flash_attention()
+        for block in self.blocks:
+            block.attention = backend
+
+    def _autocast(self, x: torch.Tensor):
+        return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and x.is_cuda)
+
+    def features(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """The output head's input ``[B, L, d]`` (after the final adaLN-modulated norm)."""
+        h = self.vocab_embed(x)  # [B, L, d]
+        c = F.silu(self.sigma_map(sigma))  # [B, cond]
+        rotary = self.rotary_emb(x.shape[1], x.device)
+        with self._autocast(x):
+            for block in self.blocks:
+                h = block(h, rotary, c)
+            return self.output_layer.modulated(h, c)
+
+    def _offset(self, sigma: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+        """log(e^sigma - 1) + log(D - 1), per batch element, cast to the output dtype."""
+        return (esigm1(sigma).log() + math.log(self.dim - 1)).to(dtype)
+
+    def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        a = self.features(x, sigma)
+        with self._autocast(x):
+            z = self.output_layer.linear(a)  # [B, L, D]
+        if self.absorb_scale:
+            z = z - self._offset(sigma, z.dtype)[:, None, None]
+        return torch.scatter(z, -1, x[..., None], torch.zeros_like(z[..., :1]))
+
+    def head_rows(self, a: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        """Log-score rows for selected positions: head input `a` ``[N, d]``, their current ids `x`
+        ``[N]`` and noise `sigma` ``[N]`` -> ``[N, D]``; equal to the matching rows of `forward`."""
+        with self._autocast(x):
+            z = self.output_layer.linear(a)
+        if self.absorb_scale:
+            z = z - self._offset(sigma, z.dtype)[:, None]
+        return torch.scatter(z, -1, x[:, None], torch.zeros_like(z[:, :1]))
+
+
+def build_model(cfg: ModelConfig, dim: int) -> SEDD:
+    """A freshly initialised score network with output dimension `dim` (= graph.dim)."""
+    return SEDD(cfg, dim)
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())

@@ -1,0 +1,42 @@
+"""Test isolation: offline hub, the shared GPT-2 BPE files, a temporary home for caches."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+TIKTOKEN_CACHE = SHARED / "tiktoken-cache"
+REFERENCE = SHARED / "reference"
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_DATASETS_OFFLINE"] = "1"
+if TIKTOKEN_CACHE.is_dir():
+    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(TIKTOKEN_CACHE))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_caches(tmp_path_factory, monkeypatch):
+    """Datasets, hub and sedd caches go to a per-session temp folder, never the user's home."""
+    cache = tmp_path_factory.getbasetemp() / "cache"
+    monkeypatch.setenv("HF_HOME", str(cache / "hf"))
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache / "hf" / "datasets"))
+    monkeypatch.setenv("SEDD_CACHE_DIR", str(cache / "sedd"))
+
+
+def gpt2_available() -> bool:
+    try:
+        from sedd_cli.tokenizers import get_tokenizer
+
+        get_tokenizer("gpt2").encode("hi")
+        return True
+    except Exception:
+        return False
+
+
+requires_gpt2 = pytest.mark.skipif(
+    not gpt2_available(), reason="GPT-2 BPE files unavailable (no ../shared/tiktoken-cache, no network)"
+)

@@ -1,0 +1,34 @@
+"""Shared test helpers: the reference's deterministic init and tiny model builders."""
+
+from __future__ import annotations
+
+import json
+
+import torch
+
+from sedd_cli.config import ModelConfig
+
+from .conftest import REFERENCE
+
+
+def golden() -> dict:
+    return json.loads((REFERENCE / "golden-tiny.json").read_text())
+
+
+def deterministic_init_(model: torch.nn.Module) -> list[str]:
+    """Parameter number i (names sorted as strings, buffers excluded) gets
+    0.2 sin(0.37 j + 1.3 i) at flat index j, computed in float64 then cast (reference README)."""
+    params = dict(model.named_parameters())
+    names = sorted(params)
+    with torch.no_grad():
+        for i, name in enumerate(names):
+            p = params[name]
+            j = torch.arange(p.numel(), dtype=torch.float64)
+            p.copy_((0.2 * torch.sin(0.37 * j + 1.3 * i)).to(p.dtype).view_as(p))
+    return names
+
+
+def tiny_model_config(**kw) -> ModelConfig:
+    base = dict(hidden_size=32, cond_dim=16, n_blocks=2, n_heads=4, dropout=0.0, length=12)
+    base.update(kw)
+    return ModelConfig(**base)
