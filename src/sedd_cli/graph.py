@@ -57,7 +57,9 @@ class Graph:
         """Draw x_sigma ~ exp(sigma Q) e_i for every token independently."""
         raise NotImplementedError
 
-    def sample_limit(self, *shape: int, device=None, generator: torch.Generator | None = None) -> torch.Tensor:
+    def sample_limit(
+        self, *shape: int, device=None, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
         """Draw from the limit distribution (t -> infinity)."""
         raise NotImplementedError
 
@@ -105,10 +107,9 @@ class Absorbing(Graph):
         return edge + (i == self.mask_id).float()[..., None]
 
     def transp_transition(self, i: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        sigma = _col(sigma, i)
-        keep = torch.exp(-sigma)  # [..., 1]
-        edge = keep * F.one_hot(i, self.dim).to(keep.dtype)
-        return edge + torch.where(i == self.mask_id, 1 - keep[..., 0], 0.0)[..., None]
+        keep = torch.exp(-torch.as_tensor(sigma, device=i.device))  # e^-sigma, broadcasts with i
+        edge = keep[..., None] * F.one_hot(i, self.dim).to(keep.dtype)
+        return edge + torch.where(i == self.mask_id, 1 - keep, 0.0)[..., None]
 
     def sample_transition(self, i, sigma, generator=None):
         move_chance = -torch.expm1(-torch.as_tensor(sigma, device=i.device))  # 1 - e^-sigma
@@ -129,7 +130,8 @@ class Absorbing(Graph):
 
     def score_entropy(self, log_score, sigma, x, x0):
         masked = x == self.mask_id  # [B, L]
-        out = torch.zeros(x.shape, dtype=torch.float32, device=x.device)
+        dtype = torch.promote_types(log_score.dtype, torch.float32)
+        out = torch.zeros(x.shape, dtype=dtype, device=x.device)
         sigma_tok = torch.as_tensor(sigma, device=x.device).expand_as(x)
         out[masked] = self.masked_score_entropy(log_score[masked], sigma_tok[masked], x0[masked])
         return out
@@ -141,9 +143,10 @@ class Absorbing(Graph):
 
         With r = 1 / (e^sigma - 1): l = sum_{j<V} e^{s_j} - r s_{x0} + r (log r - 1).
         """
-        ratio = 1 / esigm1(sigma.float())
-        neg = ratio * log_score.gather(-1, x0[:, None]).squeeze(-1).float()
-        pos = log_score[:, : self.vocab_size].exp().sum(dim=-1).float()
+        dtype = torch.promote_types(log_score.dtype, torch.float32)
+        ratio = 1 / esigm1(sigma.to(dtype))
+        neg = ratio * log_score.gather(-1, x0[:, None]).squeeze(-1).to(dtype)
+        pos = log_score[:, : self.vocab_size].exp().sum(dim=-1).to(dtype)
         const = ratio * (ratio.log() - 1)
         return pos - neg + const
 

@@ -34,13 +34,19 @@ app = typer.Typer(
 
 # --- shared options (same meaning in every command) ---------------------------------------------
 
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout instead of the human view.")]
+JsonOpt = Annotated[
+    bool, typer.Option("--json", help="Print one JSON document on stdout instead of the human view.")
+]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same result.")]
 DeviceOpt = Annotated[
-    str, typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps.", show_default=True)
+    str,
+    typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps.", show_default=True),
 ]
 ConfigOpt = Annotated[
-    Path | None, typer.Option("--config", help="YAML file of settings (sections model, graph, noise, data, train, sample).")
+    Path | None,
+    typer.Option(
+        "--config", help="YAML file of settings (sections model, graph, noise, data, train, sample)."
+    ),
 ]
 SetOpt = Annotated[
     list[str] | None,

@@ -1,0 +1,164 @@
+"""The score network and the training objective: structure, closed forms, fast path equivalence."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from sedd_cli.config import PRESETS, load_preset
+from sedd_cli.graph import Absorbing, Uniform
+from sedd_cli.losses import sample_t, score_entropy_loss
+from sedd_cli.model import SEDD
+from sedd_cli.noise import GeometricNoise, LogLinearNoise
+
+from .helpers import tiny_model_config
+
+
+def _randomised(model: SEDD, seed: int = 0) -> SEDD:
+    """Give the zero-initialised adaLN and output layers random values so every path matters."""
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.copy_(0.2 * torch.randn(p.shape, generator=gen))
+    return model.eval()
+
+
+def test_batch_independence():
+    """Sequence b's output depends on sequence b only (no cross-batch leakage in attention)."""
+    model = _randomised(SEDD(tiny_model_config(), 11))
+    x = torch.randint(0, 11, (3, 12))
+    sigma = torch.tensor([0.2, 1.0, 3.0])
+    full = model(x, sigma)
+    for b in range(3):
+        torch.testing.assert_close(
+            model(x[b : b + 1], sigma[b : b + 1]), full[b : b + 1], rtol=1e-5, atol=1e-5
+        )
+    x2 = x.clone()
+    x2[1] = torch.randint(0, 11, (12,))
+    changed = model(x2, sigma)
+    torch.testing.assert_close(changed[[0, 2]], full[[0, 2]], rtol=1e-5, atol=1e-5)
+
+
+def test_output_is_zero_at_the_current_token_and_bidirectional():
+    model = _randomised(SEDD(tiny_model_config(), 11))
+    x = torch.randint(0, 11, (2, 12))
+    out = model(x, torch.tensor([0.5, 0.5]))
+    assert torch.all(out.gather(-1, x[..., None]) == 0)
+    # changing the last token changes the output at the first position (not causal)
+    x2 = x.clone()
+    x2[:, -1] = (x2[:, -1] + 1) % 10
+    assert not torch.allclose(model(x2, torch.tensor([0.5, 0.5]))[:, 0], out[:, 0])
+
+
+def test_head_rows_equal_forward_rows():
+    model = _randomised(SEDD(tiny_model_config(), 11))
+    x = torch.randint(0, 11, (2, 12))
+    sigma = torch.tensor([0.1, 2.0])
+    full = model(x, sigma)
+    a = model.features(x, sigma)
+    rows = (torch.tensor([0, 1, 1]), torch.tensor([3, 0, 11]))
+    out = model.head_rows(a[rows], x[rows], sigma[rows[0]])
+    torch.testing.assert_close(out, full[rows])
+
+
+def test_initial_loss_is_log_V_over_t_per_masked_token():
+    """With the zero output layer z = 0, so q_j = 1/V and sigma' * l = (1/t) log V at every masked
+    token (sedd-spec §2.5); the per-sequence loss is (#masked / t) log V."""
+    V = 50
+    cfg = tiny_model_config()
+    model = SEDD(cfg, V + 1).eval()
+    graph, noise = Absorbing(V), LogLinearNoise(1e-3)
+    x0 = torch.randint(0, V, (4, 12))
+    t = torch.tensor([0.1, 0.3, 0.6, 0.9])
+    out = score_entropy_loss(model, graph, noise, x0, t)
+    n_masked = (out.xt == graph.mask_id).sum(-1).double()
+    expected = n_masked * math.log(V) / t.double()
+    torch.testing.assert_close(out.loss.double(), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_masked_only_loss_equals_full_loss(seed):
+    V = 23
+    model = _randomised(SEDD(tiny_model_config(), V + 1), seed)
+    graph, noise = Absorbing(V), LogLinearNoise()
+    gen = torch.Generator().manual_seed(seed)
+    x0 = torch.randint(0, V, (5, 12), generator=gen)
+    t = sample_t(5, generator=gen)
+    fast = score_entropy_loss(model, graph, noise, x0, t, generator=torch.Generator().manual_seed(9))
+    full = score_entropy_loss(
+        model, graph, noise, x0, t, masked_only=False, generator=torch.Generator().manual_seed(9)
+    )
+    assert torch.equal(fast.xt, full.xt)
+    torch.testing.assert_close(fast.loss, full.loss, rtol=1e-5, atol=1e-5)
+
+
+def test_masked_only_gradients_equal_full_gradients():
+    V = 17
+    x0 = torch.randint(0, V, (3, 12))
+    t = torch.tensor([0.3, 0.5, 0.95])
+    grads = []
+    for masked_only in (True, False):
+        model = _randomised(SEDD(tiny_model_config(), V + 1), 4)
+        out = score_entropy_loss(
+            model,
+            Absorbing(V),
+            LogLinearNoise(),
+            x0,
+            t,
+            masked_only=masked_only,
+            generator=torch.Generator().manual_seed(3),
+        )
+        out.loss.mean().backward()
+        grads.append(torch.cat([p.grad.flatten() for p in model.parameters()]))
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-4, atol=1e-6)
+
+
+def test_loss_gradcheck_float64():
+    """End-to-end gradient of the per-sequence loss w.r.t. the final adaLN bias, in float64: the
+    gradient flows through the modulated norm, the masked-only head, exp and the score entropy."""
+    V = 7
+    model = _randomised(SEDD(tiny_model_config(n_blocks=1, hidden_size=16, cond_dim=8), V + 1)).double()
+    graph, noise = Absorbing(V), LogLinearNoise()
+    x0 = torch.randint(0, V, (2, 6))
+    t = torch.tensor([0.4, 0.8], dtype=torch.float64)
+    xt = x0.clone()
+    xt[:, ::2] = V
+    params = dict(model.named_parameters())
+
+    def loss_of(w):
+        state = {**params, "output_layer.adaLN_modulation.bias": w}
+        # run the model with that parameter replaced by w
+        with torch.nn.utils.stateless._reparametrize_module(model, state):
+            return score_entropy_loss(model, graph, noise, x0, t, xt=xt).loss
+
+    w = params["output_layer.adaLN_modulation.bias"].detach().clone().requires_grad_(True)
+    assert torch.autograd.gradcheck(loss_of, (w,))
+
+
+def test_uniform_graph_model_without_scale_by_sigma():
+    cfg = tiny_model_config(scale_by_sigma=False)
+    model = _randomised(SEDD(cfg, 9))
+    out = score_entropy_loss(model, Uniform(9), GeometricNoise(), torch.randint(0, 9, (2, 12)))
+    assert out.loss.shape == (2,) and torch.all(torch.isfinite(out.loss)) and torch.all(out.loss >= 0)
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_builds_a_model(name):
+    cfg = load_preset(name)
+    V = cfg.model.vocab_size or 28
+    with torch.device("meta"):
+        model = SEDD(cfg.model, V + 1)
+    assert model.output_layer.linear.weight.shape == (V + 1, cfg.model.hidden_size)
+    if name == "tiny":
+        real = SEDD(cfg.model, V + 1).eval()
+        out = real(torch.randint(0, V, (2, cfg.model.length)), torch.tensor([0.5, 1.0]))
+        assert out.shape == (2, cfg.model.length, V + 1)
+
+
+def test_help_does_not_import_torch():
+    code = "import sys, sedd_cli.cli; assert 'torch' not in sys.modules, 'torch imported'"
+    subprocess.run([sys.executable, "-c", code], check=True)
