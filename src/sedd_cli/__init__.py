@@ -37,6 +37,9 @@ _EXPORTS = {
     "SEDD": "model",
     "build_model": "model",
     "score_entropy_loss": "losses",
+    # models on disk
+    "load_pretrained": "checkpoint",
+    "Pretrained": "checkpoint",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
