@@ -40,6 +40,8 @@ _EXPORTS = {
     # models on disk
     "load_pretrained": "checkpoint",
     "Pretrained": "checkpoint",
+    # commands as functions
+    "perplexity": "evaluate",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])
