@@ -42,6 +42,9 @@ _EXPORTS = {
     "Pretrained": "checkpoint",
     # commands as functions
     "perplexity": "evaluate",
+    "sample": "samplers",
+    "infill": "samplers",
+    "generate": "samplers",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

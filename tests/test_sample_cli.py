@@ -1,0 +1,186 @@
+"""`sedd sample` and `sedd infill` on a tiny random-init char model: every output mode and the
+error paths. (Correctness of the samplers is in test_samplers.py, against an oracle.)"""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from sedd_cli.cli import app
+
+ALPHABET = "abcdefgh"
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    from sedd_cli.checkpoint import build_components, save_model_dir
+    from sedd_cli.config import load_preset
+    from sedd_cli.tokenizers import get_tokenizer
+
+    cfg = load_preset("tiny")  # char tokenizer, pad layout, length 16
+    tok = get_tokenizer("char", [ALPHABET])
+    cfg.model.vocab_size = tok.vocab_size
+    model, _, _ = build_components(cfg, tok.vocab_size)
+    return save_model_dir(tmp_path_factory.mktemp("m") / "m", model.state_dict(), cfg, tok, {"step": 0})
+
+
+def invoke(*args):
+    return CliRunner().invoke(app, [str(a) for a in args], prog_name="sedd")
+
+
+def ok(r):
+    assert r.exit_code == 0, (r.stdout, r.stderr)
+    return r
+
+
+def test_sample_human(model_dir):
+    r = ok(invoke("sample", model_dir, "--steps", 4, "--num-samples", 3, "--device", "cpu"))
+    lines = r.stdout.splitlines()
+    assert len(lines) == 3
+    for line in lines:  # pads stripped, only vocabulary characters, at most the model length
+        assert set(line) <= set(ALPHABET) and len(line) <= 16
+
+
+def test_sample_json_records_settings(model_dir):
+    r = ok(invoke("sample", model_dir, "--steps", 5, "-n", 5, "--batch-size", 2, "--seed", 3, "--json"))
+    doc = json.loads(r.stdout)
+    assert doc["steps"] == 5 and doc["nfe"] == 6 and doc["seed"] == 3
+    assert doc["predictor"] == "analytic" and doc["precision"] == "float64"
+    assert doc["wall_s"] > 0 and len(doc["samples"]) == 5
+    mask_id = 2 + len(ALPHABET)
+    for s in doc["samples"]:  # no mask id after denoising; 3 batches of at most 2
+        assert len(s["ids"]) == 16 and max(s["ids"]) < mask_id
+    # same seed, same samples (also across batch splits)
+    again = json.loads(
+        ok(
+            invoke("sample", model_dir, "--steps", 5, "-n", 5, "--batch-size", 2, "--seed", 3, "--json")
+        ).stdout
+    )
+    assert [s["ids"] for s in again["samples"]] == [s["ids"] for s in doc["samples"]]
+
+
+def test_sample_euler_float32_no_denoise(model_dir):
+    r = ok(
+        invoke(
+            "sample", model_dir, "--steps", 3, "-n", 2, "--predictor", "euler",
+            "--precision", "float32", "--no-denoise", "--json",
+        )
+    )  # fmt: skip
+    doc = json.loads(r.stdout)
+    assert doc["predictor"] == "euler" and doc["precision"] == "float32" and doc["nfe"] == 3
+    assert doc["denoise"] is False
+
+
+def test_sample_length_pad_layout(model_dir):
+    """Pad-layout model: --length 5 fixes the tail to pads, so texts have at most 5 characters."""
+    doc = json.loads(ok(invoke("sample", model_dir, "--steps", 4, "-n", 4, "--length", 5, "--json")).stdout)
+    assert all(len(s["ids"]) == 5 and len(s["text"]) <= 5 for s in doc["samples"])
+
+
+def test_sample_out_file_and_frames(model_dir, tmp_path):
+    out, frames = tmp_path / "s.txt", tmp_path / "f.jsonl"
+    r = ok(invoke("sample", model_dir, "--steps", 3, "-n", 2, "--out", out, "--save-frames", frames))
+    assert r.stdout == ""
+    assert len(out.read_text().splitlines()) == 2
+    recs = [json.loads(line) for line in frames.read_text().splitlines()]
+    assert [x["step"] for x in recs] == [0, 1, 2, 3, 4]
+    assert recs[-1]["phase"] == "denoise" and recs[0]["texts"] == ["_" * 16] * 2
+    assert all(len(x["ids"]) == 2 for x in recs)
+    # jsonl --out
+    ok(invoke("sample", model_dir, "--steps", 2, "-n", 2, "--out", tmp_path / "s.jsonl"))
+    assert [set(json.loads(x)) for x in (tmp_path / "s.jsonl").read_text().splitlines()] == [
+        {"text", "ids"}
+    ] * 2
+
+
+def test_show_intermediate_plain_lines(model_dir):
+    r = ok(invoke("sample", model_dir, "--steps", 4, "-n", 2, "--show-intermediate", "--every", 2))
+    lines = [x for x in r.stderr.splitlines() if x.startswith(("step", "denoised"))]
+    # start (step 0), steps 2 and 4, then the denoised state; two samples each
+    assert [x.split(" t=")[0] for x in lines[::2]] == ["step 0/4", "step 2/4", "step 4/4", "denoised"]
+    assert "masked=100%" in lines[0] and lines[0].endswith("[0]: " + "_" * 16)
+    assert len(r.stdout.splitlines()) == 2
+
+
+def test_infill_template_keeps_given_text(model_dir, tmp_path):
+    frames = tmp_path / "f.jsonl"
+    r = ok(
+        invoke("infill", "ab[MASK:3]c", "--model", model_dir, "--steps", 4, "-n", 3, "--save-frames", frames)
+    )
+    for line in r.stdout.splitlines():  # plain output: brackets around the filled span
+        assert line.startswith("ab[") and line.endswith("]c"), line
+    doc = json.loads(ok(invoke("infill", "ab[MASK:3]c", "-m", model_dir, "--steps", 4, "--json")).stdout)
+    s = doc["samples"][0]
+    assert s["spans"] == [[2, 5]] and s["text"].startswith("ab") and s["text"].endswith("c")
+    ids0 = json.loads(frames.read_text().splitlines()[0])["ids"][0]
+    for rec in map(json.loads, frames.read_text().splitlines()):  # given tokens fixed at every step
+        for row in rec["ids"]:
+            assert row[:2] == ids0[:2] and row[5] == ids0[5] and row[6:] == [0] * 10
+
+
+def test_infill_prefix_suffix(model_dir):
+    doc = json.loads(
+        ok(
+            invoke(
+                "infill",
+                "-m",
+                model_dir,
+                "--prefix",
+                "ha",
+                "--suffix",
+                "ed",
+                "--length",
+                7,
+                "--steps",
+                4,
+                "--json",
+            )
+        ).stdout
+    )
+    for s in doc["samples"]:
+        assert s["text"].startswith("ha") and s["text"].endswith("ed") and s["spans"] == [[2, 5]]
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["sample", "{m}", "--steps", "0"], "steps"),
+        (["sample", "{m}", "--length", "0"], "length"),
+        (["sample", "{m}", "--length", "17"], "trained length 16"),
+        (["sample", "{m}", "--predictor", "heun"], "unknown predictor"),
+        (["sample", "{m}", "--precision", "float16"], "precision"),
+        (["sample", "{m}", "--every", "0"], "every"),
+        (["sample", "{missing}"], "not found"),
+        (["infill", "abc", "-m", "{m}"], "no [MASK]"),
+        (
+            ["infill", "-m", "{m}", "--prefix", "abcdef", "--suffix", "abc", "--length", "8"],
+            "prefix + suffix",
+        ),
+        (["infill", "xyz[MASK]", "-m", "{m}"], "lacks the character"),
+        (["infill", "-m", "{m}"], "nothing to infill"),
+    ],
+)
+def test_errors(model_dir, tmp_path, args, message):
+    args = [a.format(m=model_dir, missing=tmp_path / "nope") for a in args]
+    r = invoke(*args)
+    assert r.exit_code == 1, (r.stdout, r.stderr)
+    assert r.stderr.startswith("error: ") and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert r.stdout == ""
+
+
+def test_no_runs_error(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    r = invoke("sample")
+    assert r.exit_code == 1 and "no trained model" in r.stderr
+
+
+def test_python_api(model_dir):
+    from sedd_cli.samplers import infill, sample
+
+    res = sample(str(model_dir), steps=3, num_samples=2, device="cpu")
+    assert len(res.texts) == 2 and res.nfe == 4 and tuple(res.ids.shape) == (2, 16)
+    inf = infill(str(model_dir), template="[MASK:2]gh", steps=3, num_samples=2, device="cpu")
+    assert all(t.endswith("gh") for t in inf.texts)
+    assert all(seg[-1] == ("gh", False) for seg in inf.segments)
