@@ -42,6 +42,8 @@ _EXPORTS = {
     "Pretrained": "checkpoint",
     # commands as functions
     "perplexity": "evaluate",
+    "train": "trainer",
+    "TrainResult": "trainer",
     "sample": "samplers",
     "infill": "samplers",
     "generate": "samplers",

@@ -1,3 +1,327 @@
-"""`sedd train`."""
+"""`sedd train`: train a model into a run directory (docs/training.md)."""
 
 from __future__ import annotations
+
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ..errors import SeddError
+from ._app import ConfigOpt, DeviceOpt, JsonOpt, SetOpt, command, print_json, stderr_is_terminal
+
+_EXAMPLES = (
+    "sedd train",
+    "sedd train --max-time 600 --name names-10min",
+    "sedd train --data my_corpus.txt --tokenizer char --model tiny --max-steps 2000",
+    "sedd train --data reviews.jsonl --text-field body --layout pack --model small --batch-size 32",
+    "sedd train --resume runs/names-20250101-120000 --max-steps 6000",
+    "sedd train --nproc 2 --model tiny --max-steps 100",
+    "torchrun --nproc-per-node 8 -m sedd_cli train --data owt --model small",
+)
+
+
+def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
+    """`a` updated with `b`, recursively; None values in `b` are ignored."""
+    out = dict(a)
+    for key, value in b.items():
+        if isinstance(value, dict):
+            out[key] = _merge(out[key] if isinstance(out.get(key), dict) else {}, value)
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def _overrides(config_file: Path | None, options: dict[str, Any], sets: list[str]) -> dict[str, Any]:
+    """--config FILE < typed options < --set, as one nested dict of overrides."""
+    from ..config import parse_set, yaml_load
+    from ..errors import ConfigError
+
+    data: dict[str, Any] = {}
+    if config_file is not None:
+        if not config_file.is_file():
+            raise ConfigError(f"config file {str(config_file)!r} not found")
+        loaded = yaml_load(config_file.read_text()) or {}
+        if not isinstance(loaded, dict):
+            raise ConfigError(f"config file {str(config_file)!r} must hold a mapping of sections")
+        data = _merge(data, loaded)
+    data = _merge(data, options)
+    return _merge(data, parse_set(sets))
+
+
+@command("train", help_examples=_EXAMPLES)
+def train_command(
+    data: Annotated[
+        str | None,
+        typer.Option(
+            "--data",
+            help="babynames | owt | wikitext103 | wikitext2 | ptb | lambada | lm1b | hf:NAME[:CONFIG] | "
+            "a .txt/.jsonl/.json/.csv/.parquet file.",
+        ),
+    ] = None,
+    model: Annotated[
+        str | None, typer.Option("--model", help="Preset: tiny | names | small | medium (default names).")
+    ] = None,
+    config: ConfigOpt = None,
+    set_: SetOpt = None,
+    max_steps: Annotated[int | None, typer.Option("--max-steps", help="Stop after this many steps.")] = None,
+    max_time: Annotated[
+        float | None, typer.Option("--max-time", help="Stop cleanly after this many seconds of training.")
+    ] = None,
+    batch_size: Annotated[
+        int | None, typer.Option("--batch-size", help="Global sequences per optimizer step.")
+    ] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Peak learning rate (after warm-up).")] = None,
+    text_field: Annotated[
+        str | None, typer.Option("--text-field", help="Column holding the text in json/csv/parquet files.")
+    ] = None,
+    layout: Annotated[
+        str | None,
+        typer.Option("--layout", help="pack (join documents, cut into blocks) | pad (one record per row)."),
+    ] = None,
+    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="gpt2 | char | byte.")] = None,
+    run_dir: Annotated[
+        Path | None, typer.Option("--run-dir", help="Run directory (default runs/<preset>-<time>).")
+    ] = None,
+    name: Annotated[str | None, typer.Option("--name", help="Run name: the run goes to runs/NAME.")] = None,
+    resume: Annotated[
+        Path | None, typer.Option("--resume", help="Continue this run directory from its newest checkpoint.")
+    ] = None,
+    device: DeviceOpt = "auto",
+    seed: Annotated[int | None, typer.Option("--seed", help="Random seed (default: the preset's).")] = None,
+    compile_: Annotated[bool, typer.Option("--compile", help="torch.compile the network.")] = False,
+    nproc: Annotated[
+        int, typer.Option("--nproc", help="Processes to launch through torchrun (DDP; gloo on CPU).")
+    ] = 1,
+    json_out: JsonOpt = False,
+) -> None:
+    """Train a SEDD model. With no options: the [bold]names[/bold] preset on the embedded US
+    baby-names data, on the CPU in minutes. Writes runs/NAME/ (config, tokenizer, metrics.jsonl,
+    samples/, checkpoints/); Ctrl-C saves a checkpoint and stops; --resume continues exactly."""
+    from ..config import load_preset
+
+    rank = int(os.environ.get("RANK", 0))
+    if run_dir is not None and name is not None:
+        raise SeddError("give either --run-dir or --name, not both")
+    if resume is not None and (run_dir is not None or name is not None):
+        raise SeddError("--resume continues a run in place: drop --run-dir/--name")
+    if nproc < 1:
+        raise SeddError(f"--nproc must be at least 1, got {nproc}")
+    if name is not None:
+        if not name or "/" in name or name in (".", ".."):
+            raise SeddError(f"--name {name!r} must be a plain folder name; use --run-dir for a path")
+        run_dir = Path("runs") / name
+
+    options = {
+        "data": {"name": data, "text_field": text_field, "layout": layout, "tokenizer": tokenizer},
+        "train": {
+            "max_steps": max_steps,
+            "max_time": max_time,
+            "batch_size": batch_size,
+            "lr": lr,
+            "seed": seed,
+            "compile": True if compile_ else None,
+        },
+    }
+    overrides = _overrides(config, options, list(set_ or []))
+
+    from ..config import config_from_dict
+
+    if resume is not None:
+        from ..trainer import model_config_diff, resume_config
+
+        cfg = resume_config(resume, overrides)
+        if model is not None:
+            diff = model_config_diff(cfg, load_preset(model))
+            if diff:
+                raise SeddError(
+                    f"--resume {str(resume)!r}: --model {model} differs from the run's model config: "
+                    + "; ".join(diff)
+                )
+    else:
+        cfg = config_from_dict(overrides, load_preset(model or "names"))
+
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    procs = nproc if world == 1 else world
+    if cfg.train.batch_size % (procs * cfg.train.accum):
+        raise SeddError(
+            f"train.batch_size {cfg.train.batch_size} is not divisible by processes x accum = "
+            f"{procs} x {cfg.train.accum}: choose a multiple of {procs * cfg.train.accum}"
+        )
+
+    if nproc > 1 and world == 1:
+        _launch(nproc, cfg, model, resume, run_dir, device, json_out, bool(compile_), overrides)
+        return
+
+    from ..trainer import check_run_dir, default_run_dir
+    from ..trainer import train as run_train
+
+    if resume is None:
+        run_dir = check_run_dir(run_dir if run_dir is not None else default_run_dir(cfg))
+
+    show = rank == 0
+    view = _View(enabled=show, live=show and stderr_is_terminal())
+    try:
+        with view:
+            result = run_train(
+                cfg,
+                run_dir=run_dir,
+                resume=resume,
+                device=device,
+                on_step=view.on_event,
+                compile=bool(compile_) or cfg.train.compile,
+            )
+    except SeddError:
+        if rank != 0:  # rank 0 prints the message; the others exit quietly
+            raise typer.Exit(1) from None
+        raise
+    if rank != 0:
+        return
+    if json_out:
+        print_json(result.to_dict())
+    else:
+        _summary(result)
+
+
+def _summary(result) -> None:
+    val = f", validation {result.val_loss:.3f}" if result.val_loss is not None else ""
+    loss = (
+        f"loss {result.loss:.3f} nats/sequence ({result.loss_per_token:.3f}/token){val}"
+        if result.loss
+        else ""
+    )
+    typer.echo(
+        f"{result.stopped_reason}: {result.steps} steps in {result.elapsed:.0f} s "
+        f"({result.tokens_per_s:,.0f} tokens/s); {loss}"
+    )
+    typer.echo(f"run: {result.run_dir}")
+    if result.checkpoint:
+        typer.echo(f"checkpoint: {result.checkpoint}")
+        typer.echo(f"sample from it: sedd sample {result.run_dir}")
+
+
+def _launch(nproc, cfg, model, resume, run_dir, device, json_out, compile_, overrides) -> None:
+    """Re-run this command under torchrun: ``--nproc-per-node N --standalone -m sedd_cli train``.
+
+    The parent resolves the run directory (one timestamp for all processes) and passes the fully
+    resolved settings as ``--set`` items, so every process builds the same Config."""
+    from ..trainer import check_run_dir, default_run_dir
+
+    args = ["train", "--device", device]
+    if resume is not None:
+        args += ["--resume", str(resume)]
+    else:
+        run_dir = check_run_dir(run_dir if run_dir is not None else default_run_dir(cfg))
+        args += ["--run-dir", str(run_dir), "--model", model or "names"]
+    for item in _flatten(overrides):
+        args += ["--set", item]
+    if compile_:
+        args.append("--compile")
+    if json_out:
+        args.append("--json")
+
+    from torch.distributed import run as torchrun
+
+    argv = ["--nproc-per-node", str(nproc), "--standalone", "-m", "sedd_cli", *args]
+    try:
+        torchrun.main(argv)
+    except SystemExit as exc:
+        if exc.code:
+            raise typer.Exit(int(exc.code) if isinstance(exc.code, int) else 1) from None
+    except Exception as exc:  # ChildFailedError: the failing rank printed its own message
+        if os.environ.get("SEDD_DEBUG"):
+            raise
+        print(f"error: {nproc} training processes did not finish ({type(exc).__name__})", file=sys.stderr)
+        raise typer.Exit(1) from None
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> list[str]:
+    """Nested overrides -> ``section.key=value`` items (values as YAML flow scalars)."""
+    import yaml
+
+    out = []
+    for key, value in d.items():
+        if isinstance(value, dict):
+            out += _flatten(value, f"{prefix}{key}.")
+        elif value is not None:
+            text = yaml.safe_dump(value, default_flow_style=True).strip().removesuffix("...").strip()
+            out.append(f"{prefix}{key}={text}")
+    return out
+
+
+class _View:
+    """Training progress on stderr: a Rich progress bar on a terminal, plain lines otherwise."""
+
+    def __init__(self, enabled: bool, live: bool):
+        self.enabled = enabled
+        self.live = live
+        self.progress = None
+        self.task = None
+        self.last_val: float | None = None
+        self.t0 = time.perf_counter()
+
+    def __enter__(self):
+        if self.enabled and self.live:
+            from rich.console import Console
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+            self.progress = Progress(
+                TextColumn("[bold]train[/bold]"),
+                BarColumn(bar_width=24),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[stats]}"),
+                TimeRemainingColumn(),
+                console=Console(stderr=True),
+                transient=False,
+            )
+            self.progress.__enter__()
+        return self
+
+    def __exit__(self, *exc):
+        if self.progress is not None:
+            self.progress.__exit__(*exc)
+
+    def _print(self, text: str) -> None:
+        if self.progress is not None:
+            self.progress.console.print(text, markup=False, highlight=False)
+        else:
+            print(text, file=sys.stderr, flush=True)
+
+    def on_event(self, event) -> None:
+        if not self.enabled:
+            return
+        kind = event.kind
+        if kind == "start":
+            self._print(f"run {event.path}: {event.message}")
+            if self.progress is not None:
+                self.task = self.progress.add_task(
+                    "train", total=event.max_steps, completed=event.step, stats="starting"
+                )
+        elif kind == "step":
+            val = f"  val {self.last_val:.2f}" if self.last_val is not None else ""
+            if self.progress is not None:
+                stats = f"loss {event.loss:.2f}  lr {event.lr:.1e}  {event.tokens_per_s:,.0f} tok/s{val}"
+                self.progress.update(self.task, completed=event.step, stats=stats)
+            elif event.logged:
+                self._print(
+                    f"step {event.step}/{event.max_steps}  loss {event.loss:8.3f} "
+                    f"({event.loss_per_token:.3f}/tok)  lr {event.lr:.2e}  grad {event.grad_norm:.3g}  "
+                    f"{event.tokens_per_s:,.0f} tok/s{val}  {event.elapsed:.0f}s"
+                )
+        elif kind == "eval":
+            self.last_val = event.val_loss
+            if self.progress is None:
+                self._print(
+                    f"step {event.step}/{event.max_steps}  val_loss {event.val_loss:.3f} (EMA weights)"
+                )
+        elif kind == "sample":
+            shown = ", ".join(s.strip()[:40] for s in event.samples[:8])
+            self._print(f"step {event.step} samples -> {event.path}: {shown}")
+        elif kind == "checkpoint":
+            if self.progress is None:
+                self._print(f"step {event.step}  checkpoint {event.path}")
+        elif kind == "end" and event.message == "interrupted":
+            self._print(f"interrupted at step {event.step}: checkpoint saved")
