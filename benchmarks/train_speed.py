@@ -85,7 +85,7 @@ def run(name: str, device: str, steps: int, warmup: int, repeats: int, batch: in
         xt = graph.sample_transition(x0, sigma[:, None], generator=gen)
         masked.append((xt == graph.dim - 1).float().mean().item())
         for g in opt.param_groups:
-            g["lr"] = lr_at(k + 1, tc.lr, tc.warmup)
+            g["lr"] = lr_at(k + 1, tc.lr, tc.warmup, tc.decay, tc.max_steps, tc.decay_floor)
         out = score_entropy_loss(model, graph, noise, x0.to(dev), t.to(dev), xt=xt.to(dev))
         (out.loss.sum() / B).backward()
         torch.nn.utils.clip_grad_norm_(params, tc.grad_clip)

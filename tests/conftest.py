@@ -27,6 +27,18 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("SEDD_CACHE_DIR", str(cache / "sedd"))
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny tensors gain nothing from intra-op threads and lose a lot to them on a busy 2-core
+    machine: run the module with one torch thread, then restore the count."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 def gpt2_available() -> bool:
     try:
         from sedd_cli.tokenizers import get_tokenizer

@@ -162,3 +162,19 @@ def test_every_preset_builds_a_model(name):
 def test_help_does_not_import_torch():
     code = "import sys, sedd_cli.cli; assert 'torch' not in sys.modules, 'torch imported'"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_optional_absolute_positions():
+    """pos_embed adds a [length, d] parameter (absent by default, so the reference names hold)
+    and refuses sequences longer than the trained length."""
+    from sedd_cli.errors import SeddError
+
+    assert "pos_embed" not in SEDD(tiny_model_config(), 11).state_dict()
+    model = _randomised(SEDD(tiny_model_config(pos_embed=True), 11))
+    assert model.state_dict()["pos_embed"].shape == (12, 32)
+    masks = torch.full((1, 12), 10)
+    out = model(masks, torch.tensor([1.0]))
+    assert not torch.allclose(out[0, 0], out[0, 5])  # identical inputs, different positions
+    assert model(masks[:, :7], torch.tensor([1.0])).shape == (1, 7, 11)
+    with pytest.raises(SeddError, match="trained length 12"):
+        model(torch.full((1, 13), 10), torch.tensor([1.0]))

@@ -47,13 +47,7 @@ CHI2_26_999 = 54.05
 CHI2_8_999 = 26.12
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """The oracle tensors are tiny: one intra-op thread avoids contention on a busy 2-core box."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def joint_table() -> torch.Tensor:

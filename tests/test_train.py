@@ -33,13 +33,7 @@ NAMES = (
 ).split()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models gain nothing from intra-op threads, and lose a lot to them on a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +80,12 @@ def test_lr_schedule_counts_the_first_update_as_step_1():
     assert lr_at(2500, 3e-4, 2500) == 3e-4
     assert lr_at(10_000, 3e-4, 2500) == 3e-4  # no decay
     assert lr_at(1, 2e-3, 0) == 2e-3  # no warm-up
+    # decays after warm-up, from lr to floor * lr at max_steps
+    assert lr_at(100, 1e-3, 100, "cosine", 1100, 0.1) == pytest.approx(1e-3)
+    assert lr_at(600, 1e-3, 100, "cosine", 1100, 0.1) == pytest.approx(1e-3 * (0.1 + 0.9 * 0.5))
+    assert lr_at(1100, 1e-3, 100, "cosine", 1100, 0.1) == pytest.approx(1e-4)
+    assert lr_at(600, 1e-3, 100, "linear", 1100, 0.0) == pytest.approx(5e-4)
+    assert lr_at(5000, 1e-3, 100, "linear", 1100, 0.2) == pytest.approx(2e-4)  # past the end: floor
 
 
 def test_ema_decay_follows_the_reference_warmup():

@@ -37,6 +37,7 @@ __all__ = [
     "config_from_dict",
     "parse_set",
     "yaml_load",
+    "drop_none",
 ]
 
 PRESETS = ("tiny", "names", "small", "medium")
@@ -56,6 +57,8 @@ class ModelConfig:
     length: int = 1024  # sequence length L; sets data blocks and sample shape, not the network
     vocab_size: int | None = None  # base vocabulary V; None = take it from the tokenizer
     attention: str = "sdpa"  # sdpa (torch scaled_dot_product_attention) | flash (flash-attn, CUDA)
+    pos_embed: bool = False  # add a learned absolute position embedding [length, d] (not in the
+    # reference, which has rotary only); helps short padded records such as names
 
 
 @dataclass
@@ -102,12 +105,15 @@ class TrainConfig:
     beta2: float = 0.999
     adam_eps: float = 1e-8
     weight_decay: float = 0.0
-    warmup: int = 2500  # linear warm-up steps; lr = lr * min(step / warmup, 1), no decay
+    warmup: int = 2500  # linear warm-up steps: lr * step / warmup
+    decay: str = "none"  # after warm-up: none (constant, the reference) | linear | cosine
+    decay_floor: float = 0.1  # linear/cosine end at decay_floor * lr at max_steps
     grad_clip: float = 1.0
     ema: float = 0.9999
     max_steps: int = 400_000
     max_time: float | None = None  # seconds of training before a clean stop
     sampling_eps: float = 1e-3  # t ~ U[sampling_eps, 1] for the loss
+    t_sampling: str = "uniform"  # uniform (i.i.d., the reference) | stratified (one t per stratum)
     log_every: int = 50
     eval_every: int = 500
     eval_batches: int = 4
@@ -160,6 +166,8 @@ class Config:
         _choice("model.attention", self.model.attention, ("sdpa", "flash"))
         _choice("sample.predictor", self.sample.predictor, ("analytic", "euler", "none"))
         _choice("sample.precision", self.sample.precision, ("float64", "float32"))
+        _choice("train.decay", self.train.decay, ("none", "linear", "cosine"))
+        _choice("train.t_sampling", self.train.t_sampling, ("uniform", "stratified"))
         m = self.model
         for key, value in (
             ("model.hidden_size", m.hidden_size),
@@ -199,6 +207,8 @@ class Config:
             raise ConfigError(f"train.sampling_eps must be in (0, 1), got {self.train.sampling_eps}")
         if not 0.0 <= self.train.ema < 1.0:
             raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
+        if not 0.0 <= self.train.decay_floor <= 1.0:
+            raise ConfigError(f"train.decay_floor must be in [0, 1], got {self.train.decay_floor}")
         if self.train.lr <= 0:
             raise ConfigError(f"train.lr must be positive, got {self.train.lr}")
         if not 0.0 < self.sample.eps < 1.0:
@@ -398,17 +408,18 @@ def load_config(
             raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
         data = _merge(data, loaded)
     if options:
-        data = _merge(data, _drop_none(options))
+        data = _merge(data, drop_none(options))
     data = _merge(data, parse_set(list(sets)))
     base = load_preset(preset) if preset else Config()
     return config_from_dict(data, base)
 
 
-def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+def drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    """A copy of nested dict `d` without None values (and without sections left empty)."""
     out = {}
     for k, v in d.items():
         if isinstance(v, dict):
-            v = _drop_none(v)
+            v = drop_none(v)
             if v:
                 out[k] = v
         elif v is not None:

@@ -1,6 +1,6 @@
 """The DDiT score network (sedd-spec §3): a bidirectional transformer conditioned on sigma.
 
-    x [B, L] --vocab_embed--> h [B, L, d]            sigma [B] --sinusoid, MLP, SiLU--> c [B, cond]
+    x [B, L] --vocab_embed (+ pos_embed)--> h [B, L, d]   sigma [B] --sinusoid, MLP, SiLU--> c [B, cond]
     h --n_blocks x DDiTBlock(h, c, rotary)--> h --output_layer(h, c)--> z [B, L, D]
     s = z - log(e^sigma - 1) - log(D - 1)   (scale_by_sigma, absorbing graph only)
     s[b, l, x[b, l]] = 0                      (log-ratio of the current token to itself)
@@ -208,6 +208,11 @@ class SEDD(nn.Module):
         self.dim = dim
         self.absorb_scale = cfg.scale_by_sigma
         self.vocab_embed = EmbeddingLayer(cfg.hidden_size, dim)
+        if cfg.pos_embed:
+            # optional learned absolute positions (not in the reference: rotary attention alone
+            # sees only relative offsets, so with an all-mask input a position learns where it is
+            # only from the edges of the sequence; padded records need absolute positions)
+            self.pos_embed = nn.Parameter(0.02 * torch.randn(cfg.length, cfg.hidden_size))
         self.sigma_map = TimestepEmbedder(cfg.cond_dim)
         self.rotary_emb = Rotary(cfg.hidden_size // cfg.n_heads)
         self.blocks = nn.ModuleList(
@@ -233,6 +238,13 @@ class SEDD(nn.Module):
     def features(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """The output head's input ``[B, L, d]`` (after the final adaLN-modulated norm)."""
         h = self.vocab_embed(x)  # [B, L, d]
+        if self.config.pos_embed:
+            if x.shape[1] > self.pos_embed.shape[0]:
+                raise SeddError(
+                    f"sequence length {x.shape[1]} exceeds the model's trained length "
+                    f"{self.pos_embed.shape[0]} (it has absolute position embeddings)"
+                )
+            h = h + self.pos_embed[: x.shape[1]]
         c = F.silu(self.sigma_map(sigma))  # [B, cond]
         rotary = self.rotary_emb(x.shape[1], x.device)
         with self._autocast(x):

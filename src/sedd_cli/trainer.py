@@ -57,7 +57,7 @@ from .checkpoint import (
     read_config,
     save_weights,
 )
-from .config import Config, config_from_dict
+from .config import Config, config_from_dict, drop_none
 from .errors import SeddError
 from .losses import sample_t, score_entropy_loss
 from .runtime import atomic_write_text, dist_info, pick_device
@@ -134,11 +134,24 @@ class TrainResult:
 # --- pieces -----------------------------------------------------------------------------------
 
 
-def lr_at(step: int, lr: float, warmup: int) -> float:
-    """Learning rate of update number `step` (1 for the first update): lr * min(step / warmup, 1)."""
-    if warmup <= 0:
+def lr_at(
+    step: int, lr: float, warmup: int, decay: str = "none", max_steps: int = 0, floor: float = 0.1
+) -> float:
+    """Learning rate of update number `step` (1 for the first update).
+
+    Warm-up: ``lr * step / warmup`` for step < warmup. Then ``decay``: ``none`` keeps `lr` (the
+    reference); ``linear`` and ``cosine`` go from `lr` at the end of warm-up to ``floor * lr`` at
+    `max_steps` (``p`` = progress in [0, 1]: linear ``1 - (1 - floor) p``, cosine
+    ``floor + (1 - floor)(1 + cos(pi p)) / 2``, both times `lr`).
+    """
+    if warmup > 0 and step < warmup:
+        return lr * step / warmup
+    if decay == "none" or max_steps <= warmup:
         return lr
-    return lr * min(step / warmup, 1.0)
+    p = min(max((step - warmup) / (max_steps - warmup), 0.0), 1.0)
+    if decay == "linear":
+        return lr * (1 - (1 - floor) * p)
+    return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
 
 
 class DataOrder:
@@ -300,19 +313,7 @@ def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) 
     if not path.is_file():
         raise SeddError(f"--resume {str(run_dir)!r}: not a sedd run (no {CONFIG_FILE})")
     base = read_config(path)
-    return config_from_dict(_drop_none(overrides or {}), base)
-
-
-def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict):
-            v = _drop_none(v)
-            if v:
-                out[k] = v
-        elif v is not None:
-            out[k] = v
-    return out
+    return config_from_dict(drop_none(overrides or {}), base)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
@@ -464,9 +465,10 @@ def _micro_rows(batch: int, world: int, accum: int, rank: int) -> list[slice]:
     return [slice(start + k * micro, start + (k + 1) * micro) for k in range(accum)]
 
 
-def _draw(graph, noise, x0: torch.Tensor, eps: float, gen: torch.Generator):
-    """t ``[B]`` and x_t ``[B, L]`` for the whole global batch, on CPU from `gen`."""
-    t = sample_t(x0.shape[0], eps, None, gen)  # [B]
+def _draw(graph, noise, x0: torch.Tensor, eps: float, gen: torch.Generator, stratified: bool = False):
+    """t ``[B]`` and x_t ``[B, L]`` for the whole global batch, on CPU from `gen` (stratified:
+    one t in each of B equal strata of [eps, 1], see `losses.sample_t`)."""
+    t = sample_t(x0.shape[0], eps, None, gen, stratified)  # [B]
     sigma, _ = noise(t)
     xt = graph.sample_transition(x0, sigma[:, None], generator=gen)  # [B, L]
     return t, xt
@@ -632,7 +634,7 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> Tr
     t0 = time.perf_counter()
     log_t, log_step = t0, step
     session_tokens = 0
-    lr = lr_at(step, tc.lr, tc.warmup)
+    lr = lr_at(step, tc.lr, tc.warmup, tc.decay, max_steps, tc.decay_floor)
 
     def elapsed() -> float:
         return elapsed_before + time.perf_counter() - t0
@@ -654,8 +656,10 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> Tr
                 # ---- one optimizer step over the global batch --------------------------------
                 idx = order.next(tc.batch_size)  # [B]
                 x0_all = train_blocks.batch(idx).long()  # [B, L]
-                t_all, xt_all = _draw(graph, noise, x0_all, tc.sampling_eps, gen)
-                lr = lr_at(step + 1, tc.lr, tc.warmup)
+                t_all, xt_all = _draw(
+                    graph, noise, x0_all, tc.sampling_eps, gen, tc.t_sampling == "stratified"
+                )
+                lr = lr_at(step + 1, tc.lr, tc.warmup, tc.decay, max_steps, tc.decay_floor)
                 for group in optimizer.param_groups:
                     group["lr"] = lr
                 loss_sum = torch.zeros((), device=dev)
@@ -813,7 +817,7 @@ def _validate(model, graph, noise, ema: EMA, val_blocks, config: Config, dev, di
         for b in range(tc.eval_batches):
             idx = torch.arange(b * tc.batch_size, (b + 1) * tc.batch_size) % n  # [B]
             x0_all = val_blocks.batch(idx).long()  # [B, L]
-            t_all, xt_all = _draw(graph, noise, x0_all, tc.sampling_eps, gen)
+            t_all, xt_all = _draw(graph, noise, x0_all, tc.sampling_eps, gen, tc.t_sampling == "stratified")
             for sl in rows:
                 out = score_entropy_loss(
                     model, graph, noise, x0_all[sl].to(dev), t_all[sl].to(dev), xt=xt_all[sl].to(dev)

@@ -65,6 +65,8 @@ def command(name: str, *, help_examples: tuple[str, ...] = (), **kwargs: Any) ->
 
     def decorate(fn: Callable) -> Callable:
         wrapped = handle_errors(fn)
+        doc = " ".join((fn.__doc__ or "").split("\n\n")[0].split())
+        kwargs.setdefault("short_help", doc.split(". ")[0].rstrip(".") if doc else None)
         app.command(name, epilog=examples(*help_examples) if help_examples else None, **kwargs)(wrapped)
         return wrapped
 

@@ -1,3 +1,12 @@
-"""Imports the command modules, which register their commands on the app."""
+"""Imports the command modules, which register their commands on the app (in this order)."""
 
-from . import eval_cmd, model_cmd, sample_cmd, teach, train_cmd  # noqa: F401
+# isort: off
+from . import teach  # tokenize, noise, cipher-demo, loss
+from . import train_cmd  # train
+from . import sample_cmd  # sample, infill
+from . import eval_cmd  # perplexity
+from . import model_cmd  # info, convert
+
+# isort: on
+
+__all__ = ["teach", "train_cmd", "sample_cmd", "eval_cmd", "model_cmd"]
