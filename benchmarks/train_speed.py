@@ -30,7 +30,7 @@ import torch  # noqa: E402
 from sedd_cli.checkpoint import build_components  # noqa: E402
 from sedd_cli.config import load_preset  # noqa: E402
 from sedd_cli.losses import sample_t, score_entropy_loss  # noqa: E402
-from sedd_cli.trainer import EMA, lr_at  # noqa: E402
+from sedd_cli.trainer import EMA, lr_at, make_optimizer  # noqa: E402
 
 # name: (base preset, vocab, length, hidden, blocks, heads, cond, batch); None = the preset's value
 PRESETS = {
@@ -72,7 +72,7 @@ def run(name: str, device: str, steps: int, warmup: int, repeats: int, batch: in
     tc = cfg.train
     L = cfg.model.length
     params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.adam_eps, foreach=True)
+    opt = make_optimizer(params, tc)  # the training loop's optimizer
     ema = EMA(model, tc.ema)
     gen = torch.Generator().manual_seed(1)
     model.train()

@@ -65,6 +65,19 @@ def test_head_rows_equal_forward_rows():
     torch.testing.assert_close(out, full[rows])
 
 
+def test_head_logits_are_the_log_score_at_masked_rows():
+    """z - offset equals the forward log-score over the V real columns at masked positions."""
+    V = 10
+    model = _randomised(SEDD(tiny_model_config(), V + 1))
+    x = torch.randint(0, V + 1, (2, 12))
+    x[:, :3] = V
+    sigma = torch.tensor([0.3, 2.5])
+    full = model(x, sigma)
+    rows = (x == V).nonzero(as_tuple=True)
+    z, offset = model.head_logits(model.features(x, sigma)[rows], sigma[rows[0]], columns=V)
+    torch.testing.assert_close(z - offset[:, None], full[rows][:, :V])
+
+
 def test_initial_loss_is_log_V_over_t_per_masked_token():
     """With the zero output layer z = 0, so q_j = 1/V and sigma' * l = (1/t) log V at every masked
     token (sedd-spec §2.5); the per-sequence loss is (#masked / t) log V."""

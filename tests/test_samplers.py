@@ -216,11 +216,11 @@ def test_masked_weights_equal_full_formula():
     for cls in (AnalyticPredictor, EulerPredictor):
         pred = cls(graph, noise)
         full = pred.weights(score[None], x[None], 0.6, 0.05)[0]  # [7, 6]
-        c, stay = pred.masked_weights(score, score[:, :5].sum(-1), 0.6, 0.05)
+        c, stay = pred.masked_weights(score[:, :5].sum(-1), 0.6, 0.05)
         assert torch.allclose(full[:, :5], c * score[:, :5], rtol=1e-12)
         assert torch.allclose(full[:, 5], stay, rtol=1e-12)
     # analytic weights of a masked row sum to 1 when score_M = 1 (sedd-spec §10.5)
-    c, stay = AnalyticPredictor(graph, noise).masked_weights(score, score[:, :5].sum(-1), 0.6, 0.05)
+    c, stay = AnalyticPredictor(graph, noise).masked_weights(score[:, :5].sum(-1), 0.6, 0.05)
     assert torch.allclose(c * score[:, :5].sum(-1) + stay, torch.ones(7, dtype=torch.float64))
 
 

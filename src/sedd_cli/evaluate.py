@@ -196,7 +196,7 @@ def bound_per_sequence(
     with (t, w) ``[K, B]`` from `stratified_times` unless `t` is given (then w = `weight` or 1).
     The generator is used first for the offsets u (when t is None), then by each of the K loss
     calls, in order, to draw x_t; so with given t, K = 1 and the same generator state the value
-    equals the training loss exactly. `masked_only` (default: when the model has ``head_rows``)
+    equals the training loss exactly. `masked_only` (default: when the model has ``head_logits``)
     evaluates the output head at masked positions only (absorbing graph).
     """
     if K < 1:
@@ -211,7 +211,7 @@ def bound_per_sequence(
     if t.shape != (K, B) or weight.shape != (K, B):
         raise ValueError(f"t and weight must be [K, B] = [{K}, {B}], got {list(t.shape)}")
     if masked_only is None:
-        masked_only = hasattr(model, "head_rows") and isinstance(graph, Absorbing)
+        masked_only = hasattr(model, "head_logits") and isinstance(graph, Absorbing)
     total = torch.zeros(B, dtype=torch.float64, device=x0.device)
     for k in range(K):
         out = score_entropy_loss(

@@ -150,6 +150,39 @@ class Absorbing(Graph):
         const = ratio * (ratio.log() - 1)
         return pos - neg + const
 
+    def masked_score_entropy_logits(
+        self, z: torch.Tensor, offset: torch.Tensor, sigma: torch.Tensor, x0: torch.Tensor
+    ) -> torch.Tensor:
+        """`masked_score_entropy` from the raw head output over the V real tokens: with
+        s_j = z_j - offset (``z [N, V]``, ``offset``, `sigma`, `x0` ``[N]``; offset carries no
+        gradient), l = sum_{j<V} exp(z_j - offset) - r (z_{x0} - offset) + r (log r - 1),
+        r = 1 / (e^sigma - 1). A fused autograd function: one exp pass forward, one multiply
+        backward (d l / d z_j = exp(z_j - offset) - r [j = x0]); equal to the log-score form."""
+        dtype = torch.promote_types(z.dtype, torch.float32)
+        ratio = 1 / esigm1(sigma.to(dtype))
+        const = ratio * (ratio.log() - 1)
+        return _PosNegTerms.apply(z, x0, offset.to(dtype).detach(), ratio.detach()) + const
+
+
+class _PosNegTerms(torch.autograd.Function):
+    """P - N of the absorbing score entropy from logits z ``[N, V]``: sum_j e^(z_j - offset) -
+    r (z_{x0} - offset). Saves the ``[N, V]`` exponentials for the backward pass."""
+
+    @staticmethod
+    def forward(ctx, z, x0, offset, ratio):
+        e = torch.exp(z.to(offset.dtype) - offset[:, None])  # [N, V]
+        zx = z.gather(-1, x0[:, None]).squeeze(-1).to(offset.dtype)
+        ctx.save_for_backward(e, x0, ratio)
+        ctx.z_dtype = z.dtype
+        return e.sum(dim=-1) - ratio * (zx - offset)
+
+    @staticmethod
+    def backward(ctx, grad):
+        e, x0, ratio = ctx.saved_tensors
+        grad_z = e * grad[:, None]
+        grad_z.scatter_add_(-1, x0[:, None], (-grad * ratio)[:, None])
+        return grad_z.to(ctx.z_dtype), None, None, None
+
 
 class Uniform(Graph):
     """Q = (1/D) 11^T - I: every token jumps to a uniformly drawn state (possibly itself)."""

@@ -7,7 +7,8 @@ sigma = sigma(t), x_t ~ exp(sigma Q) x0, and log-score s = model(x_t, sigma):
 
 where l is the graph's score entropy. For the absorbing graph l = 0 exactly at unmasked
 positions, so the output head (a ``[d, D]`` matrix product, the dominant cost for GPT-2's
-D = 50258), the exp and the loss are computed at masked positions only (`masked_only=True`).
+D = 50258) and the loss are computed at masked positions only (`masked_only=True`), over the V
+real-token columns, with the positive term as one logsumexp (`Absorbing.masked_score_entropy_logits`).
 """
 
 from __future__ import annotations
@@ -87,8 +88,9 @@ def score_entropy_loss(
         masked = xt == graph.mask_id  # [B, L]
         rows = masked.nonzero(as_tuple=True)  # (batch index, position) of each masked token
         b = rows[0]
-        log_score = model.head_rows(a[rows], xt[rows], sigma[b])  # [N, D]
-        entropy = graph.masked_score_entropy(log_score, sigma[b], x0[rows])  # [N]
+        # the mask column is the current token at these rows: only the V real columns matter
+        z, offset = model.head_logits(a[rows], sigma[b], columns=graph.vocab_size)  # [N, V], [N]
+        entropy = graph.masked_score_entropy_logits(z, offset, sigma[b], x0[rows])  # [N]
         weighted = dsigma[b].float() * entropy
         loss = torch.zeros(B, dtype=weighted.dtype, device=x0.device).index_add(0, b, weighted)
     else:

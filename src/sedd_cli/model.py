@@ -199,7 +199,8 @@ class SEDD(nn.Module):
     """The score network. ``SEDD(cfg, dim)`` outputs log-scores over `dim` = D graph states.
 
     Call as ``model(x, sigma)`` with ids ``[B, L]`` and total noise ``[B]`` -> log-score
-    ``[B, L, D]``. `features` + `head_rows` compute the output head on selected positions only.
+    ``[B, L, D]``. `features` + `head_rows` / `head_logits` compute the output head on selected
+    positions only.
     """
 
     def __init__(self, cfg: ModelConfig, dim: int):
@@ -263,6 +264,28 @@ class SEDD(nn.Module):
         if self.absorb_scale:
             z = z - self._offset(sigma, z.dtype)[:, None, None]
         return torch.scatter(z, -1, x[..., None], torch.zeros_like(z[..., :1]))
+
+    def head_logits(
+        self, a: torch.Tensor, sigma: torch.Tensor, columns: int | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Raw head output for selected rows, without post-processing: `a` ``[N, d]``, `sigma`
+        ``[N]`` -> ``z [N, columns]`` (the first `columns` states, all when None) and the per-row
+        ``offset [N]`` (float32) = log(e^sigma - 1) + log(D - 1) with scale_by_sigma, else 0.
+
+        The log-score is ``z - offset`` except at the current token, where it is 0. The absorbing
+        loss and sampler at masked rows need only the V real-token columns (the mask column is the
+        current token there), so they skip the mask column, the scatter and the shifted copy.
+        """
+        weight, bias = self.output_layer.linear.weight, self.output_layer.linear.bias
+        if columns is not None:
+            weight, bias = weight[:columns], bias[:columns]  # leading rows: contiguous views
+        with self._autocast(a):
+            z = F.linear(a, weight, bias)
+        if self.absorb_scale:
+            offset = self._offset(sigma, torch.float32)
+        else:
+            offset = torch.zeros(a.shape[0], dtype=torch.float32, device=a.device)
+        return z, offset
 
     def head_rows(self, a: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         """Log-score rows for selected positions: head input `a` ``[N, d]``, their current ids `x`

@@ -17,7 +17,8 @@ Both draw one categorical per position from the (unnormalised) weights.
 
 Fast path for the absorbing graph. Unmasked tokens never change (their weight vector is one-hot
 on themselves), so only the masked rows need work: the network's body runs on the whole batch
-(attention needs every position), but the output head (`SEDD.head_rows`), the exp, the predictor
+(attention needs every position), but the output head (`SEDD.head_logits`, real-token columns
+only), the logsumexp, the predictor
 weights and the draw run on the ``N`` masked rows ``[N, D]`` only, and the new ids are written
 back with ``index_put``. At a masked row both predictors give token weights ``c * score_j``
 (``j < V``) and a "stay masked" weight: analytic ``c = e^Delta - 1``, stay
@@ -147,11 +148,12 @@ class Predictor:
         raise NotImplementedError
 
     def masked_weights(
-        self, score: torch.Tensor, score_sum: torch.Tensor, t: float, dt: float
+        self, score_sum: torch.Tensor, t: float, dt: float
     ) -> tuple[float, torch.Tensor] | None:
-        """Absorbing graph, masked rows ``score [N, D]`` with ``score_sum`` = sum_{j<V} score_j
-        ``[N]`` (float64): ``(c, stay)`` such that the weight of token j < V is ``c * score_j``
-        and the weight of staying masked is `stay` ``[N]``. None: no fast path."""
+        """Absorbing graph, masked rows with ``score_sum`` = sum_{j<V} score_j ``[N]`` (float64)
+        and score_M = 1 (the log-score of the current token is 0): ``(c, stay)`` such that the
+        weight of token j < V is ``c * score_j`` and the weight of staying masked is `stay`
+        ``[N]``. None: no fast path."""
         return None
 
     def update(self, model_fn: ModelFn, x: torch.Tensor, t: float, dt: float) -> torch.Tensor:
@@ -191,7 +193,7 @@ class EulerPredictor(Predictor):
         rate = (dt * dsigma) * self.graph.reverse_rate(x, score)
         return rate.scatter_add(-1, x[..., None], torch.ones_like(rate[..., :1]))
 
-    def masked_weights(self, score, score_sum, t, dt):
+    def masked_weights(self, score_sum, t, dt):
         _, dsigma = _sigma(self.noise, t)
         c = dt * dsigma
         return c, 1 - c * score_sum
@@ -212,11 +214,11 @@ class AnalyticPredictor(Predictor):
             score.dtype
         )
 
-    def masked_weights(self, score, score_sum, t, dt):
+    def masked_weights(self, score_sum, t, dt):
         # staggered score at column M: e^D s_M + (1 - e^D) sum_all s; times transp_transition 1
-        # -> s_M - (e^D - 1) sum_{j<V} s_j ; at j < V: e^D s_j (1 - e^-D) = (e^D - 1) s_j
+        # -> s_M - (e^D - 1) sum_{j<V} s_j with s_M = 1; at j < V: e^D s_j (1 - e^-D) = (e^D - 1) s_j
         c = math.expm1(self._delta(t, dt))
-        return c, score[:, -1].double() - c * score_sum
+        return c, 1 - c * score_sum
 
 
 @register_predictor("none")
@@ -257,14 +259,24 @@ def _model_call(model: Any, x: torch.Tensor, sigma: float) -> torch.Tensor:
     return model(x, torch.full((x.shape[0],), sigma, device=x.device, dtype=torch.float32))
 
 
-def _masked_rows_logscore(model: Any, x: torch.Tensor, sigma: float, idx: tuple[torch.Tensor, ...]):
-    """Log-score rows ``[N, D]`` at the positions `idx` (a nonzero() tuple): head on those rows only
-    when the model has `features` / `head_rows`, else rows of the full output."""
+def _masked_rows_logits(model: Any, x: torch.Tensor, sigma: float, idx: tuple[torch.Tensor, ...], V: int):
+    """At the masked positions `idx` (a nonzero() tuple): the token log-weights ``z [N, V]`` and
+    ``offset [N]`` with log score_j = z_j - offset for j < V (the mask column is the current
+    token, score 1). Uses `features` + `head_logits` (head on these rows, real columns only) when
+    the model has them, else the rows of the full output."""
     sig = torch.full((x.shape[0],), sigma, device=x.device, dtype=torch.float32)
-    if hasattr(model, "head_rows") and hasattr(model, "features"):
+    if hasattr(model, "head_logits") and hasattr(model, "features"):
         a = model.features(x, sig)  # [B, L, d]
-        return model.head_rows(a[idx], x[idx], sig[idx[0]])  # [N, D]
-    return model(x, sig)[idx]
+        return model.head_logits(a[idx], sig[idx[0]], columns=V)
+    log_score = model(x, sig)[idx]  # [N, D]
+    return log_score[:, :V], torch.zeros(idx[0].numel(), dtype=torch.float32, device=x.device)
+
+
+def _draw_tokens(z: torch.Tensor, generator: torch.Generator | None, precision: str) -> torch.Tensor:
+    """One draw per row from weights proportional to exp(z) ``[N', V]`` (rows normalised first)."""
+    dtype = _DTYPES[precision]
+    z = z.to(dtype)
+    return sample_categorical(torch.exp(z - z.amax(dim=-1, keepdim=True)), generator, precision)
 
 
 def _absorbing_step(
@@ -282,10 +294,10 @@ def _absorbing_step(
     idx = (x == M).nonzero(as_tuple=True)  # ([N], [N])
     if idx[0].numel() == 0:
         return x
-    score = _masked_rows_logscore(model, x, sigma, idx).float().exp()  # [N, D]
-    # sum_{j<V} score_j: a contiguous float32 row sum (cascade summation) minus the mask column
-    score_sum = score.sum(dim=-1).double() - score[:, M].double()  # [N]
-    c, stay = predictor.masked_weights(score, score_sum, t, dt)
+    z, offset = _masked_rows_logits(model, x, sigma, idx, M)  # [N, V], [N]
+    # sum_{j<V} score_j = exp(logsumexp(z) - offset): one fused pass, no [N, V] exp copy
+    score_sum = torch.exp(torch.logsumexp(z.float(), dim=-1).double() - offset.double())  # [N]
+    c, stay = predictor.masked_weights(score_sum, t, dt)
     stay = stay.clamp(min=0)  # a negative weight never wins the Gumbel arg-max
     move = c * score_sum  # [N]
     total = stay + move
@@ -294,7 +306,7 @@ def _absorbing_step(
     rows = leave.nonzero(as_tuple=True)[0]  # [N']
     if rows.numel() == 0:
         return x
-    new = sample_categorical(score[rows, :M], generator, predictor.precision)  # [N'] (c > 0 cancels)
+    new = _draw_tokens(z[rows], generator, predictor.precision)  # [N'] (c and offset cancel)
     x = x.clone()
     x.index_put_((idx[0][rows], idx[1][rows]), new)
     return x
@@ -319,8 +331,8 @@ def _denoise(
         idx = (x == M).nonzero(as_tuple=True)
         if idx[0].numel() == 0:
             return x, sigma
-        score = _masked_rows_logscore(model, x, sigma, idx).float().exp()  # [N, D]
-        new = sample_categorical(score[:, :M], generator, precision)  # (e^sigma - 1) score_j, j < V
+        z, _ = _masked_rows_logits(model, x, sigma, idx, M)  # [N, V]
+        new = _draw_tokens(z, generator, precision)  # weights (e^sigma - 1) score_j, j < V
         x = x.clone()
         x.index_put_(idx, new)
         return x, sigma

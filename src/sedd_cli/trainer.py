@@ -134,6 +134,16 @@ class TrainResult:
 # --- pieces -----------------------------------------------------------------------------------
 
 
+def make_optimizer(params: list[torch.nn.Parameter], tc: Any) -> torch.optim.AdamW:
+    """AdamW with the fused kernel where torch has one for the device (CPU and CUDA: about 5x
+    faster than the per-op loop for GPT-2-sized embeddings on a 2-core CPU), else foreach."""
+    kw = dict(lr=tc.lr, betas=(tc.beta1, tc.beta2), eps=tc.adam_eps, weight_decay=tc.weight_decay)
+    try:
+        return torch.optim.AdamW(params, fused=True, **kw)
+    except (RuntimeError, TypeError):
+        return torch.optim.AdamW(params, foreach=True, **kw)
+
+
 def lr_at(
     step: int, lr: float, warmup: int, decay: str = "none", max_steps: int = 0, floor: float = 0.1
 ) -> float:
@@ -536,7 +546,9 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> Tr
         else:
             if config is None:
                 raise SeddError("train() needs a Config (or resume=RUN)")
-            run_dir = check_run_dir(default_run_dir(config) if run_dir is None else run_dir)
+            run_dir = default_run_dir(config) if run_dir is None else run_dir
+            if dist.rank == 0:  # only rank 0 writes; others must not race its first files
+                run_dir = check_run_dir(run_dir)
         config.validate()
         tc = config.train
         rows = _micro_rows(tc.batch_size, dist.world, tc.accum, dist.rank)
@@ -557,14 +569,7 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> Tr
     model, graph, noise = build_components(config, tokenizer.vocab_size)
     model.to(dev)
     params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.AdamW(
-        params,
-        lr=tc.lr,
-        betas=(tc.beta1, tc.beta2),
-        eps=tc.adam_eps,
-        weight_decay=tc.weight_decay,
-        foreach=True,  # one multi-tensor kernel per op; torch picks it on CUDA only by default
-    )
+    optimizer = make_optimizer(params, tc)
     ema = EMA(model, tc.ema)
     gen = torch.Generator().manual_seed(tc.seed + 1)  # t and corruption draws
     order = DataOrder(len(train_blocks), tc.seed, getattr(train_blocks, "weights", None))

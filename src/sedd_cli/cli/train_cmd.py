@@ -159,7 +159,8 @@ def train_command(
     from ..trainer import check_run_dir, default_run_dir
     from ..trainer import train as run_train
 
-    if resume is None:
+    if resume is None and world == 1:
+        # under torchrun the trainer's rank 0 checks (another rank may already be writing)
         run_dir = check_run_dir(run_dir if run_dir is not None else default_run_dir(cfg))
 
     show = rank == 0
