@@ -10,6 +10,7 @@ console, then exports it with ``Console.save_svg``.
 from __future__ import annotations
 
 import argparse
+import io
 
 from rich.console import Console
 from rich.text import Text
@@ -45,7 +46,9 @@ def main() -> None:
     wanted = {0, args.steps + 1} | {
         round(k * args.steps / (args.frames + 1)) for k in range(1, args.frames + 1)
     }
-    console = Console(record=True, width=args.width, force_terminal=True, color_system="truecolor")
+    console = Console(
+        file=io.StringIO(), record=True, width=args.width, force_terminal=True, color_system="truecolor"
+    )
     console.print(
         Text(f"$ sedd sample --steps {args.steps} --show-intermediate -n {args.num_samples}", style="bold")
     )
