@@ -38,7 +38,7 @@ def test_yaml_exponent_reads_as_float():
 
 
 def test_unknown_key_names_it_and_the_closest():
-    with pytest.raises(ConfigError, match=r"'train\.lrr'.*'lr'"):
+    with pytest.raises(ConfigError, match=r"'train\.lrr'; did you mean 'train\.lr'\?"):
         config_from_dict({"train": {"lrr": 1.0}})
     with pytest.raises(ConfigError, match=r"'modle'.*'model'"):
         config_from_dict({"modle": {}})

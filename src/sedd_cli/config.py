@@ -311,7 +311,7 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
 def _unknown_key(prefix: str, key: str, valid: list[str]) -> ConfigError:
     full = f"{prefix}{key}"
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)
-    hint = f"; did you mean {prefix}{close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
+    hint = f"; did you mean {prefix + close[0]!r}?" if close else f"; valid keys: {', '.join(valid)}"
     return ConfigError(f"unknown config key {full!r}{hint}")
 
 
