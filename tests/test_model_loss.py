@@ -54,17 +54,6 @@ def test_output_is_zero_at_the_current_token_and_bidirectional():
     assert not torch.allclose(model(x2, torch.tensor([0.5, 0.5]))[:, 0], out[:, 0])
 
 
-def test_head_rows_equal_forward_rows():
-    model = _randomised(SEDD(tiny_model_config(), 11))
-    x = torch.randint(0, 11, (2, 12))
-    sigma = torch.tensor([0.1, 2.0])
-    full = model(x, sigma)
-    a = model.features(x, sigma)
-    rows = (torch.tensor([0, 1, 1]), torch.tensor([3, 0, 11]))
-    out = model.head_rows(a[rows], x[rows], sigma[rows[0]])
-    torch.testing.assert_close(out, full[rows])
-
-
 def test_head_logits_are_the_log_score_at_masked_rows():
     """z - offset equals the forward log-score over the V real columns at masked positions."""
     V = 10

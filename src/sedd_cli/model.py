@@ -199,8 +199,7 @@ class SEDD(nn.Module):
     """The score network. ``SEDD(cfg, dim)`` outputs log-scores over `dim` = D graph states.
 
     Call as ``model(x, sigma)`` with ids ``[B, L]`` and total noise ``[B]`` -> log-score
-    ``[B, L, D]``. `features` + `head_rows` / `head_logits` compute the output head on selected
-    positions only.
+    ``[B, L, D]``. `features` + `head_logits` compute the output head on selected positions only.
     """
 
     def __init__(self, cfg: ModelConfig, dim: int):
@@ -286,15 +285,6 @@ class SEDD(nn.Module):
         else:
             offset = torch.zeros(a.shape[0], dtype=torch.float32, device=a.device)
         return z, offset
-
-    def head_rows(self, a: torch.Tensor, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """Log-score rows for selected positions: head input `a` ``[N, d]``, their current ids `x`
-        ``[N]`` and noise `sigma` ``[N]`` -> ``[N, D]``; equal to the matching rows of `forward`."""
-        with self._autocast(x):
-            z = self.output_layer.linear(a)
-        if self.absorb_scale:
-            z = z - self._offset(sigma, z.dtype)[:, None]
-        return torch.scatter(z, -1, x[:, None], torch.zeros_like(z[:, :1]))
 
 
 def build_model(cfg: ModelConfig, dim: int) -> SEDD:

@@ -685,19 +685,19 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> Tr
                 clip = tc.grad_clip if tc.grad_clip > 0 else float("inf")
                 grad_norm = torch.nn.utils.clip_grad_norm_(params, clip)
                 too_long = tc.max_time is not None and time.perf_counter() - t0 >= tc.max_time
-                # one host sync per step: the loss (logs, non-finite guard) and every process's
+                # one host sync per step: the loss and grad norm (logs, non-finite guard) and every process's
                 # stop votes (signal, time budget), so that all processes stop at the same step
                 flags = torch.stack(
                     [
                         loss_sum.float(),
                         torch.tensor(float(stop.set), device=dev),
                         torch.tensor(float(too_long), device=dev),
+                        grad_norm.float() / dist.world,  # equal on every rank: the sum is the norm
                     ]
                 )
                 dist.all_reduce_sum(flags)
-                loss_value, interrupt_votes, time_votes = flags.tolist()
+                loss_value, interrupt_votes, time_votes, gn = flags.tolist()
                 loss_value /= tc.batch_size
-                gn = float(grad_norm)
                 if not (math.isfinite(loss_value) and math.isfinite(gn)):
                     optimizer.zero_grad(set_to_none=True)
                     kept = f"; the last good checkpoint {last_ckpt} is kept" if last_ckpt else ""
