@@ -23,6 +23,7 @@ from sedd_cli.graph import Absorbing
 from sedd_cli.losses import sample_t, score_entropy_loss
 from sedd_cli.model import SEDD
 from sedd_cli.noise import LogLinearNoise
+from sedd_cli.runtime import tune_cpu_allocator
 
 PRESETS = {
     "gpt2-tiny": dict(vocab=50257, length=128, hidden=256, blocks=4, heads=4, batch=8),
@@ -31,6 +32,7 @@ PRESETS = {
 
 
 def main() -> None:
+    tune_cpu_allocator()  # as the CLI does (SEDD_MALLOC=default to compare without)
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--preset", choices=sorted(PRESETS), default="gpt2-tiny")
     ap.add_argument("--repeats", type=int, default=7)

@@ -26,6 +26,7 @@ from sedd_cli.config import ModelConfig
 from sedd_cli.graph import Absorbing
 from sedd_cli.model import SEDD
 from sedd_cli.noise import LogLinearNoise
+from sedd_cli.runtime import tune_cpu_allocator
 from sedd_cli.samplers import generate
 
 PRESETS = {
@@ -79,6 +80,7 @@ def run(preset: str, steps: int | None, repeats: int, device: str) -> dict:
 
 
 def main(argv: list[str] | None = None) -> None:
+    tune_cpu_allocator()  # as the CLI does (SEDD_MALLOC=default to compare without)
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", choices=sorted(PRESETS), action="append")
     ap.add_argument("--steps", type=int, default=None)

@@ -30,6 +30,7 @@ import torch  # noqa: E402
 from sedd_cli.checkpoint import build_components  # noqa: E402
 from sedd_cli.config import load_preset  # noqa: E402
 from sedd_cli.losses import sample_t, score_entropy_loss  # noqa: E402
+from sedd_cli.runtime import tune_cpu_allocator  # noqa: E402
 from sedd_cli.trainer import EMA, lr_at, make_optimizer  # noqa: E402
 
 # name: (base preset, vocab, length, hidden, blocks, heads, cond, batch); None = the preset's value
@@ -131,6 +132,7 @@ def run(name: str, device: str, steps: int, warmup: int, repeats: int, batch: in
 
 
 def main(argv=None) -> None:
+    tune_cpu_allocator()  # as the CLI does (SEDD_MALLOC=default to compare without)
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument(
         "--preset", choices=sorted(PRESETS), action="append", help="repeatable; default: all CPU ones"

@@ -180,3 +180,20 @@ def test_optional_absolute_positions():
     assert model(masks[:, :7], torch.tensor([1.0])).shape == (1, 7, 11)
     with pytest.raises(SeddError, match="trained length 12"):
         model(torch.full((1, 13), 10), torch.tensor([1.0]))
+
+
+def test_cpu_gelu_equals_the_tanh_gelu():
+    """The sigmoid form x sigmoid(2u) is tanh-GELU: 0.5 (1 + tanh u) = sigmoid(2u) exactly, so the
+    float32 values and gradients differ from torch's kernel by rounding only (|x| up to 12)."""
+    from sedd_cli.model import GeluTanh, _GeluTanhCPU
+
+    gelu = GeluTanh()
+    x = torch.linspace(-12, 12, 20001)
+    torch.testing.assert_close(gelu(x), torch.nn.functional.gelu(x, approximate="tanh"), rtol=2e-6, atol=2e-6)
+    ours, ref = x.clone().requires_grad_(), x.clone().requires_grad_()
+    gelu(ours).sum().backward()
+    torch.nn.functional.gelu(ref, approximate="tanh").sum().backward()
+    torch.testing.assert_close(ours.grad, ref.grad, rtol=1e-5, atol=1e-5)
+    # the analytic backward against finite differences, in float64
+    x64 = 3 * torch.randn(40, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert torch.autograd.gradcheck(_GeluTanhCPU.apply, (x64.requires_grad_(),))

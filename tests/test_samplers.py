@@ -244,6 +244,19 @@ def test_sample_categorical_frequencies():
         assert torch.all((c - torch.tensor([2000.0, 4000.0, 14000.0])).abs() < 5 * 65), c
 
 
+def test_inverse_cdf_draws_skip_zero_weights_and_keep_batch_shape():
+    """float64 draws (inverse CDF) over ``[2, 5000, 5]`` weights with zeros at the ends and in the
+    middle: a zero weight is never drawn, and the counts of w = (0, 1, 0, 3, 0) over 10000 draws are
+    within 5 sd of (2500, 7500) (binomial sd = sqrt(10000 * 0.25 * 0.75) = 43)."""
+    gen = torch.Generator().manual_seed(1)
+    w = torch.tensor([0.0, 1.0, 0.0, 3.0, 0.0]).expand(2, 5000, 5)
+    k = sample_categorical(w, gen)
+    assert k.shape == (2, 5000)
+    c = torch.bincount(k.flatten(), minlength=5).double()
+    assert c[0] == c[2] == c[4] == 0, c
+    assert abs(c[1] - 2500) < 5 * 43, c
+
+
 def test_registry_and_new_predictor():
     assert {"euler", "analytic", "none"} <= set(PREDICTORS)
 

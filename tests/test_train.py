@@ -342,3 +342,16 @@ def test_two_processes_match_one_process(names_file, tmp_path):
     wb = weights(tmp_path / "one/checkpoints/step_00000003")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
+def test_cpu_allocator_tuning_applies_once_and_can_be_turned_off():
+    """`tune_cpu_allocator` sets glibc's mmap/trim thresholds (True), and SEDD_MALLOC=default
+    leaves the allocator alone (False); run in fresh processes, since the setting is per process."""
+    code = "from sedd_cli.runtime import tune_cpu_allocator as t; a = t(); b = t(); print(a, b)"
+    env = {k: v for k, v in os.environ.items() if k != "SEDD_MALLOC"}
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert run.stdout.split() == ["True", "True"]
+    env["SEDD_MALLOC"] = "default"
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    assert run.stdout.split() == ["False", "False"]

@@ -51,7 +51,7 @@ from .errors import ConfigError, SeddError
 from .graph import Graph, get_graph
 from .model import SEDD, count_parameters
 from .noise import Noise, get_noise
-from .runtime import atomic_write_bytes, atomic_write_text, pick_device
+from .runtime import atomic_write_bytes, atomic_write_text, pick_device, tune_cpu_allocator
 from .tokenizers import TOKENIZER_FILE, ByteTokenizer, GPT2Tokenizer, Tokenizer, load_tokenizer
 
 __all__ = [
@@ -705,6 +705,7 @@ def load_pretrained(
     if config.model.vocab_size is None:
         config = config_from_dict({"model": {"vocab_size": found.tokenizer.vocab_size}}, base=config)
     dev = pick_device(device) if isinstance(device, str) else device
+    tune_cpu_allocator()
     model.to(dev).eval()
     return Pretrained(
         model=model,

@@ -662,7 +662,7 @@ def hf_evaluator(name: str = "gpt2-large", *, device: str = "auto", batch_size: 
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise _no_evaluator(name) from None
-    from .runtime import pick_device
+    from .runtime import pick_device, tune_cpu_allocator
 
     try:
         tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
@@ -670,6 +670,7 @@ def hf_evaluator(name: str = "gpt2-large", *, device: str = "auto", batch_size: 
     except Exception:  # OSError / ValueError when the files are not in the local cache
         raise _no_evaluator(name) from None
     dev = pick_device(device)
+    tune_cpu_allocator()
     lm = lm.to(dev).eval()
 
     @torch.no_grad()

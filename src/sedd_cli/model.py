@@ -108,7 +108,49 @@ def _apply_rotary(u: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torc
 
 
 def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    return x * (1 + scale) + shift
+    """x (1 + scale) + shift, in one pass over x."""
+    return torch.addcmul(shift, x, 1 + scale)
+
+
+_GELU_K = math.sqrt(2.0 / math.pi)
+_GELU_A = 0.044715
+
+
+class _GeluTanhCPU(torch.autograd.Function):
+    """GELU, tanh form, as ``x * sigmoid(2u)`` with ``u = k (x + a x^3)``, k = sqrt(2/pi), a = 0.044715.
+
+    ``0.5 (1 + tanh u) = sigmoid(2u)`` exactly, so this is the same function as
+    ``F.gelu(x, approximate="tanh")`` (equal to float32 rounding, about 5e-7); on CPU torch's
+    tanh-GELU kernel is about 2.4x slower than this sigmoid form (forward and backward both).
+    Backward: ``d/dx = s + x s (1 - s) 2k (1 + 3a x^2)`` with ``s = sigmoid(2u)``.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor) -> torch.Tensor:
+        s = x * x
+        s.mul_(2 * _GELU_K * _GELU_A).add_(2 * _GELU_K).mul_(x).sigmoid_()  # s = sigmoid(2u)
+        ctx.save_for_backward(x, s)
+        return x * s
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        x, s = ctx.saved_tensors
+        du = x * x
+        du.mul_(2 * _GELU_K * 3 * _GELU_A).add_(2 * _GELU_K).mul_(x)  # 2u'(x) x
+        ds = (1 - s).mul_(s).mul_(du)  # x s (1 - s) 2u'
+        return ds.add_(s).mul_(grad)
+
+
+class GeluTanh(nn.Module):
+    """``nn.GELU(approximate="tanh")`` (the reference's), with the faster sigmoid form on CPU."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.is_cuda or x.dtype != torch.float32:
+            return F.gelu(x, approximate="tanh")
+        if not (torch.is_grad_enabled() and x.requires_grad):
+            s = x * x  # inference: no saved tensors, all in place
+            return s.mul_(2 * _GELU_K * _GELU_A).add_(2 * _GELU_K).mul_(x).sigmoid_().mul_(x)
+        return _GeluTanhCPU.apply(x)
 
 
 def _flash_attention():
@@ -135,7 +177,7 @@ class DDiTBlock(nn.Module):
         self.norm2 = LayerNorm(dim)
         self.mlp = nn.Sequential(
             nn.Linear(dim, mlp_ratio * dim, bias=True),
-            nn.GELU(approximate="tanh"),
+            GeluTanh(),
             nn.Linear(mlp_ratio * dim, dim, bias=True),
         )
         self.dropout2 = nn.Dropout(dropout)
@@ -168,9 +210,9 @@ class DDiTBlock(nn.Module):
             # SDPA wants [B, H, L, hd]
             o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
             o = o.transpose(1, 2).reshape(B, L, d)
-        h = h + gate_msa * self.dropout1(self.attn_out(o))
+        h = torch.addcmul(h, gate_msa, self.dropout1(self.attn_out(o)))  # h + gate * attn
         m = self.mlp(_modulate(self.norm2(h), shift_mlp, scale_mlp))
-        return h + gate_mlp * self.dropout2(m)
+        return torch.addcmul(h, gate_mlp, self.dropout2(m))
 
 
 class DDitFinalLayer(nn.Module):

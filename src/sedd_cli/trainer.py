@@ -60,7 +60,7 @@ from .checkpoint import (
 from .config import Config, config_from_dict, drop_none
 from .errors import SeddError
 from .losses import sample_t, score_entropy_loss
-from .runtime import atomic_write_text, dist_info, pick_device
+from .runtime import atomic_write_text, dist_info, pick_device, tune_cpu_allocator
 
 __all__ = [
     "TrainEvent",
@@ -501,6 +501,7 @@ def train(
     """
     emit = on_step or (lambda event: None)
     dev = pick_device(device)
+    tune_cpu_allocator()
     dist = _Dist(dev.type)
     try:
         if dist.world > 1 and dev.type == "cuda":
