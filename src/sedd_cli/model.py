@@ -145,8 +145,8 @@ class GeluTanh(nn.Module):
     """``nn.GELU(approximate="tanh")`` (the reference's), with the faster sigmoid form on CPU."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.is_cuda or x.dtype != torch.float32:
-            return F.gelu(x, approximate="tanh")
+        if x.is_cuda or x.dtype != torch.float32 or torch.compiler.is_compiling():
+            return F.gelu(x, approximate="tanh")  # (compiled: inductor fuses it anyway)
         if not (torch.is_grad_enabled() and x.requires_grad):
             s = x * x  # inference: no saved tensors, all in place
             return s.mul_(2 * _GELU_K * _GELU_A).add_(2 * _GELU_K).mul_(x).sigmoid_().mul_(x)
