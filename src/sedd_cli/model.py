@@ -116,19 +116,25 @@ _GELU_K = math.sqrt(2.0 / math.pi)
 _GELU_A = 0.044715
 
 
+def _sigmoid_2u(x: torch.Tensor) -> torch.Tensor:
+    """sigmoid(2u), u = k (x + a x^3), in one new tensor (the ops after the first are in place)."""
+    s = x * x
+    return s.mul_(2 * _GELU_K * _GELU_A).add_(2 * _GELU_K).mul_(x).sigmoid_()
+
+
 class _GeluTanhCPU(torch.autograd.Function):
     """GELU, tanh form, as ``x * sigmoid(2u)`` with ``u = k (x + a x^3)``, k = sqrt(2/pi), a = 0.044715.
 
     ``0.5 (1 + tanh u) = sigmoid(2u)`` exactly, so this is the same function as
     ``F.gelu(x, approximate="tanh")`` (equal to float32 rounding, about 5e-7); on CPU torch's
-    tanh-GELU kernel is about 2.4x slower than this sigmoid form (forward and backward both).
+    tanh-GELU kernel is slower than this sigmoid form: 1.9x forward, 1.5x forward + backward
+    (`benchmarks/cpu_kernels.py`, 1 thread).
     Backward: ``d/dx = s + x s (1 - s) 2k (1 + 3a x^2)`` with ``s = sigmoid(2u)``.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
-        s = x * x
-        s.mul_(2 * _GELU_K * _GELU_A).add_(2 * _GELU_K).mul_(x).sigmoid_()  # s = sigmoid(2u)
+        s = _sigmoid_2u(x)
         ctx.save_for_backward(x, s)
         return x * s
 
@@ -148,8 +154,7 @@ class GeluTanh(nn.Module):
         if x.is_cuda or x.dtype != torch.float32 or torch.compiler.is_compiling():
             return F.gelu(x, approximate="tanh")  # (compiled: inductor fuses it anyway)
         if not (torch.is_grad_enabled() and x.requires_grad):
-            s = x * x  # inference: no saved tensors, all in place
-            return s.mul_(2 * _GELU_K * _GELU_A).add_(2 * _GELU_K).mul_(x).sigmoid_().mul_(x)
+            return _sigmoid_2u(x).mul_(x)  # inference: nothing saved
         return _GeluTanhCPU.apply(x)
 
 

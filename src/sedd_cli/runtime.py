@@ -26,12 +26,12 @@ _MALLOC_TUNED = False
 def tune_cpu_allocator() -> bool:
     """Keep large CPU buffers in the malloc heap instead of fresh mmaps (glibc only; idempotent).
 
-    glibc serves every allocation above the mmap threshold (at most 32 MiB by default) with a new
-    mmap and unmaps it on free, so a tensor like the ``[N, V]`` GPT-2 head output (100+ MB), made
-    and freed every step, page-faults on every first touch: on the 2-core machine ``exp`` of such a
-    tensor took 2.7x as long, and the head matrix product 1.14x. Raising the mmap threshold to
-    1 GiB and the trim threshold to 2 GiB (``mallopt``) lets freed buffers be reused. Costs: the
-    process keeps its peak heap after the peak has passed. ``SEDD_MALLOC=default`` opts out.
+    glibc serves every allocation above its mmap threshold (128 KiB, rising to at most 32 MiB as
+    freed mmaps teach it) with a new mmap and unmaps it on free, so a tensor like the ``[N, V]``
+    GPT-2 head output (100+ MB), made and freed every step, page-faults on every first touch
+    (`benchmarks/cpu_kernels.py` measures it). Raising the mmap threshold to 1 GiB and the trim
+    threshold to 2 GiB (``mallopt``) lets freed buffers be reused. Cost: the process keeps its
+    peak heap after the peak has passed. ``SEDD_MALLOC=default`` opts out.
     Returns True when the settings were applied (now or earlier).
     """
     global _MALLOC_TUNED
