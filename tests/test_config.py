@@ -55,6 +55,14 @@ def test_bad_values_are_config_errors():
         config_from_dict({"graph": {"type": "uniform"}})
     with pytest.raises(ConfigError, match="model.length must be at least 2"):
         config_from_dict({"model": {"length": 1}})
+    with pytest.raises(ConfigError, match="sample.temperature"):
+        config_from_dict({"sample": {"temperature": -0.5}})
+    with pytest.raises(ConfigError, match="sample.top_p"):
+        config_from_dict({"sample": {"top_p": 0}})
+    with pytest.raises(ConfigError, match="absorbing graph only"):
+        config_from_dict(
+            {"graph": {"type": "uniform"}, "model": {"scale_by_sigma": False}, "sample": {"top_p": 0.9}}
+        )
 
 
 def test_unknown_preset_suggests():

@@ -61,6 +61,17 @@ def test_sample_json_records_settings(model_dir):
     assert [s["ids"] for s in again["samples"]] == [s["ids"] for s in doc["samples"]]
 
 
+def test_sample_temperature_top_p_recorded(model_dir):
+    """The shaping options reach the sampler (recorded in --json) and give mask-free samples."""
+    for args, want in (
+        (["--temperature", 0], (0, 1)),
+        (["--top-p", 0.5, "--temperature", 0.7], (0.7, 0.5)),
+    ):
+        doc = json.loads(ok(invoke("sample", model_dir, "--steps", 4, "-n", 3, *args, "--json")).stdout)
+        assert (doc["temperature"], doc["top_p"]) == want
+        assert all(max(x["ids"]) < 2 + len(ALPHABET) for x in doc["samples"])
+
+
 def test_sample_euler_float32_no_denoise(model_dir):
     r = ok(
         invoke(
@@ -152,6 +163,9 @@ def test_infill_prefix_suffix(model_dir):
         (["sample", "{m}", "--predictor", "heun"], "unknown predictor"),
         (["sample", "{m}", "--precision", "float16"], "precision"),
         (["sample", "{m}", "--every", "0"], "every"),
+        (["sample", "{m}", "--temperature", "-1"], "--temperature"),
+        (["sample", "{m}", "--top-p", "0"], "--top-p"),
+        (["infill", "a[MASK]", "-m", "{m}", "--top-p", "1.5"], "--top-p"),
         (["sample", "{missing}"], "not found"),
         (["infill", "abc", "-m", "{m}"], "no [MASK]"),
         (

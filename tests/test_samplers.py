@@ -28,6 +28,7 @@ import math
 import pytest
 import torch
 
+from sedd_cli.errors import SeddError
 from sedd_cli.graph import Absorbing, Uniform
 from sedd_cli.noise import GeometricNoise, LogLinearNoise
 from sedd_cli.samplers import (
@@ -37,6 +38,7 @@ from sedd_cli.samplers import (
     Predictor,
     StepEvent,
     generate,
+    nucleus,
     parse_template,
     register_predictor,
     sample_categorical,
@@ -45,6 +47,7 @@ from sedd_cli.samplers import (
 V, L = 3, 3
 CHI2_26_999 = 54.05
 CHI2_8_999 = 26.12
+CHI2_7_999 = 24.32
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -284,3 +287,62 @@ def test_parse_template_char():
         parse_template("abc", tok)
     with pytest.raises(SeddError, match="lacks"):
         parse_template("xyz[MASK]", tok)
+
+
+def test_nucleus_keeps_smallest_set_reaching_p():
+    """Weights (sorted 0.5, 0.3, 0.15, 0.05): the mass before each is 0, 0.5, 0.8, 0.95, so top-p
+    keeps the entries whose mass before is below p (the largest always)."""
+    w = torch.tensor([[0.15, 0.5, 0.05, 0.3]], dtype=torch.float64) * 2  # unnormalised
+    kept = lambda p: (nucleus(w, p) > 0).squeeze(0).tolist()  # noqa: E731
+    assert kept(1.0) == [True] * 4
+    assert kept(0.8) == [False, True, False, True]
+    assert kept(0.81) == [True, True, False, True]
+    assert kept(1e-6) == [False, True, False, False]
+    assert torch.equal(nucleus(w, 0.8)[0, [1, 3]], w[0, [1, 3]])  # kept weights unchanged
+
+
+def _product_run(n: int, **kw) -> torch.Tensor:
+    """Absorbing samples from the oracle of a product law: every position ~ m = (0.6, 0.3, 0.1)
+    independently, so each conditional is m and a shaped draw has the shaped m as its law."""
+    m = torch.tensor([0.6, 0.3, 0.1], dtype=torch.float64)
+    p = torch.einsum("a,b,c->abc", m, m, m)
+    oracle = Oracle(p, absorb=True)
+    gen = torch.Generator().manual_seed(5)
+    return generate(
+        oracle, Absorbing(V), LogLinearNoise(1e-3), batch_size=n, length=L, steps=32, generator=gen, **kw
+    )
+
+
+def test_temperature_reshapes_token_draws():
+    """Temperature 0.5 on the product law: each position ~ m^2 / sum m^2 = (36, 9, 1) / 46, jointly
+    independent; chi-square over the 27 cells of 20000 samples below 54.05 (26 df, alpha 1e-3;
+    no discretisation bias: the conditionals do not depend on the order of unmasking). Temperature
+    1 would give a statistic near 33000 (lambda = n sum (p - q)^2 / q over the cells)."""
+    x = _product_run(20000, temperature=0.5)
+    q = torch.tensor([36.0, 9.0, 1.0], dtype=torch.float64) / 46
+    stat = chi2(counts(x), torch.einsum("a,b,c->abc", q, q, q))
+    assert stat < CHI2_26_999, stat
+    assert torch.all(_product_run(50, temperature=0) == 0)  # arg-max everywhere
+
+
+def test_top_p_drops_the_tail():
+    """top-p 0.8 on m = (0.6, 0.3, 0.1): the kept set is {0, 1} (mass before token 2 is 0.9), so
+    token 2 never appears and each position ~ (2/3, 1/3); chi-square over the 8 cells of {0,1}^3
+    below 24.32 (7 df, alpha 1e-3)."""
+    x = _product_run(20000, top_p=0.8)
+    assert x.max() == 1
+    q = torch.tensor([2 / 3, 1 / 3], dtype=torch.float64)
+    flat = x[:, 0] * 4 + x[:, 1] * 2 + x[:, 2]
+    obs = torch.bincount(flat, minlength=8).double()
+    exp = 20000 * torch.einsum("a,b,c->abc", q, q, q).reshape(-1)
+    assert float(((obs - exp) ** 2 / exp).sum()) < CHI2_7_999
+
+
+@pytest.mark.parametrize("kw", [{"temperature": 0.5}, {"top_p": 0.9}])
+def test_shaping_needs_the_absorbing_fast_path(kw):
+    with pytest.raises(SeddError, match="absorbing"):
+        run(False, "analytic", 4, n=4, **kw)
+    with pytest.raises(SeddError, match="absorbing"):
+        run(True, "analytic", 4, n=4, fast=False, **kw)
+    with pytest.raises(SeddError, match="--temperature"):
+        run(True, "analytic", 4, n=4, temperature=-0.1)

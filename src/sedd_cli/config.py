@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
 import re
 import typing
 from dataclasses import asdict, dataclass, field, fields
@@ -133,6 +134,8 @@ class SampleConfig:
     eps: float = 1e-5  # end of the time grid linspace(1, eps, steps + 1)
     denoise: bool = True  # final Tweedie denoising step at t = eps
     precision: str = "float64"  # dtype of the categorical draw: float64 | float32
+    temperature: float = 1.0  # token draws from exp(z / temperature); 0 = arg-max (absorbing only)
+    top_p: float = 1.0  # nucleus: draw among the tokens holding this much of the mass (absorbing only)
     num_samples: int = 8
     batch_size: int = 64
 
@@ -197,6 +200,13 @@ class Config:
                 "model.scale_by_sigma applies to the absorbing graph only: "
                 "set model.scale_by_sigma=false for graph.type=uniform"
             )
+        sc = self.sample
+        if not (math.isfinite(sc.temperature) and sc.temperature >= 0):
+            raise ConfigError(f"sample.temperature must be 0 (arg-max) or positive, got {sc.temperature}")
+        if not 0.0 < sc.top_p <= 1.0:
+            raise ConfigError(f"sample.top_p must be in (0, 1], got {sc.top_p}")
+        if (sc.temperature != 1 or sc.top_p != 1) and self.graph.type != "absorb":
+            raise ConfigError("sample.temperature and sample.top_p apply to the absorbing graph only")
         if not 0.0 < self.noise.eps < 1.0:
             raise ConfigError(f"noise.eps must be in (0, 1), got {self.noise.eps}")
         if not 0.0 < self.noise.sigma_min < self.noise.sigma_max:

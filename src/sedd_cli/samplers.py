@@ -62,6 +62,8 @@ __all__ = [
     "register_predictor",
     "get_predictor",
     "sample_categorical",
+    "nucleus",
+    "check_shaping",
     "StepEvent",
     "generate",
     "SampleResult",
@@ -281,11 +283,44 @@ def _masked_rows_logits(model: Any, x: torch.Tensor, sigma: float, idx: tuple[to
     return log_score[:, :V], torch.zeros(idx[0].numel(), dtype=torch.float32, device=x.device)
 
 
-def _draw_tokens(z: torch.Tensor, generator: torch.Generator | None, precision: str) -> torch.Tensor:
-    """One draw per row from weights proportional to exp(z) ``[N', V]`` (rows normalised first)."""
+def check_shaping(temperature: float, top_p: float) -> None:
+    """Bad values of the token-draw shaping options -> SeddError (one line)."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise SeddError(f"--temperature must be 0 (greedy) or positive, got {temperature}")
+    if not (0 < top_p <= 1):
+        raise SeddError(f"--top-p must be in (0, 1], got {top_p}")
+
+
+def nucleus(weights: torch.Tensor, top_p: float) -> torch.Tensor:
+    """Top-p filter of non-negative `weights` ``[N, V]``: keep, per row, the largest weights whose
+    mass before them is below ``top_p`` of the row's total (so the largest is always kept, and the
+    kept set is the smallest whose mass reaches ``top_p``); the rest become 0."""
+    w, order = weights.sort(dim=-1, descending=True)  # [N, V]
+    before = w.cumsum(dim=-1) - w  # mass of the larger weights
+    keep = before < top_p * w.sum(dim=-1, keepdim=True)
+    return torch.zeros_like(weights).scatter_(-1, order, w * keep)
+
+
+def _draw_tokens(
+    z: torch.Tensor,
+    generator: torch.Generator | None,
+    precision: str,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
+) -> torch.Tensor:
+    """One draw per row from weights proportional to exp(z / temperature) ``[N', V]`` (rows
+    normalised first), restricted to the top-p nucleus when ``top_p < 1``; temperature 0 takes the
+    arg-max."""
     dtype = _DTYPES[precision]
     z = z.to(dtype)
-    return sample_categorical(torch.exp(z - z.amax(dim=-1, keepdim=True)), generator, precision)
+    if temperature == 0:
+        return z.argmax(dim=-1)
+    if temperature != 1:
+        z = z / temperature
+    w = torch.exp(z - z.amax(dim=-1, keepdim=True))
+    if top_p < 1:
+        w = nucleus(w, top_p)
+    return sample_categorical(w, generator, precision)
 
 
 def _absorbing_step(
@@ -297,8 +332,11 @@ def _absorbing_step(
     dt: float,
     sigma: float,
     generator: torch.Generator | None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
 ) -> torch.Tensor:
-    """One predictor step on the masked rows only (see the module docstring)."""
+    """One predictor step on the masked rows only (see the module docstring). `temperature` and
+    `top_p` shape only the choice of token for the rows that leave the mask, not which rows do."""
     M = graph.mask_id
     idx = (x == M).nonzero(as_tuple=True)  # ([N], [N])
     if idx[0].numel() == 0:
@@ -315,7 +353,7 @@ def _absorbing_step(
     rows = leave.nonzero(as_tuple=True)[0]  # [N']
     if rows.numel() == 0:
         return x
-    new = _draw_tokens(z[rows], generator, predictor.precision)  # [N'] (c and offset cancel)
+    new = _draw_tokens(z[rows], generator, predictor.precision, temperature, top_p)  # [N'] (c, offset cancel)
     x = x.clone()
     x.index_put_((idx[0][rows], idx[1][rows]), new)
     return x
@@ -330,6 +368,8 @@ def _denoise(
     precision: str,
     generator: torch.Generator | None,
     fast: bool,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
 ) -> tuple[torch.Tensor, float]:
     """Tweedie denoiser at t = eps: weights ``staggered_score(score, sigma) * transp_transition(x,
     sigma)``; absorbing: mask column dropped, so every mask resolves to j w.p. prop. to score_j."""
@@ -341,7 +381,7 @@ def _denoise(
         if idx[0].numel() == 0:
             return x, sigma
         z, _ = _masked_rows_logits(model, x, sigma, idx, M)  # [N, V]
-        new = _draw_tokens(z, generator, precision)  # weights (e^sigma - 1) score_j, j < V
+        new = _draw_tokens(z, generator, precision, temperature, top_p)  # weights (e^sigma - 1) score_j
         x = x.clone()
         x.index_put_(idx, new)
         return x, sigma
@@ -372,14 +412,19 @@ def generate(
     fast: bool = True,
     batch_index: int = 0,
     offset: int = 0,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
 ) -> torch.LongTensor:
     """Sample one batch ``[batch_size, length]`` of ids by the reverse process (module docstring).
 
     `model(x, sigma)` returns log-scores ``[B, L, D]``; `projector(x)` (infill) overwrites the
     given positions. `fast` uses the masked-rows path for the absorbing graph (False: the general
     formulas on every position, identical in distribution; for tests). The model is run in eval
-    mode under ``torch.inference_mode``.
+    mode under ``torch.inference_mode``. `temperature` / `top_p` (absorbing graph, fast path
+    only) reshape the token drawn when a position leaves the mask: weights exp(z / temperature)
+    (0 = arg-max), restricted to the top-p nucleus; 1 and 1 sample the model as it is.
     """
+    check_shaping(temperature, top_p)
     if steps < 1:
         raise SeddError(f"steps must be at least 1, got {steps}")
     if length < 1:
@@ -398,6 +443,14 @@ def generate(
         if isinstance(predictor, Predictor)
         else get_predictor(predictor, graph, noise, precision=precision, generator=generator)
     )
+    use_rows = fast and graph.absorb and pred.masked_weights.__func__ is not Predictor.masked_weights
+    if (temperature != 1 or top_p != 1) and not (
+        graph.absorb and fast and (use_rows or isinstance(pred, NonePredictor))
+    ):
+        raise SeddError(
+            "--temperature and --top-p apply to absorbing (mask) models with the analytic, euler or "
+            "none predictor only; drop them here"
+        )
     project = projector or (lambda x: x)
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
@@ -417,21 +470,22 @@ def generate(
             emit(0, 1.0, _sigma(noise, 1.0)[0], x, x, "start")
             ts = torch.linspace(1, eps, steps + 1, dtype=torch.float64).tolist()
             dt = (1 - eps) / steps
-            use_rows = fast and graph.absorb and pred.masked_weights.__func__ is not Predictor.masked_weights
             for i in range(steps):
                 x = project(x)
                 prev = x
                 t = ts[i]
                 sigma = _sigma(noise, t)[0]
                 if use_rows:
-                    x = _absorbing_step(model, graph, pred, x, t, dt, sigma, generator)
+                    x = _absorbing_step(model, graph, pred, x, t, dt, sigma, generator, temperature, top_p)
                 else:
                     x = pred.update(model_fn, x, t, dt)
                 emit(i + 1, t, sigma, x, prev, "step")
             if denoise:
                 x = project(x)
                 prev = x
-                x, sigma = _denoise(model, graph, noise, x, eps, precision, generator, fast)
+                x, sigma = _denoise(
+                    model, graph, noise, x, eps, precision, generator, fast, temperature, top_p
+                )
                 x = project(x)
                 emit(steps + 1, eps, sigma, x, prev, "denoise")
             else:
@@ -463,6 +517,8 @@ class SampleResult:
     denoise: bool = True
     length: int = 0
     device: str = "cpu"
+    temperature: float = 1.0
+    top_p: float = 1.0
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -477,6 +533,8 @@ class SampleResult:
             "denoise": self.denoise,
             "length": self.length,
             "device": self.device,
+            "temperature": self.temperature,
+            "top_p": self.top_p,
             "num_samples": len(self.texts),
             "samples": [{"text": t, "ids": i} for t, i in zip(self.texts, self.ids.tolist(), strict=True)],
         }
@@ -587,6 +645,8 @@ def _run_batches(
     seed: int,
     fixed: torch.Tensor | None,
     on_step: Callable[[StepEvent], None] | None,
+    temperature: float = 1.0,
+    top_p: float = 1.0,
 ) -> tuple[torch.Tensor, float]:
     """All samples ``[num_samples, run_length]`` in batches of at most `batch_size`; `fixed`
     ``[run_length]`` holds the given ids (-1 = free). Returns ids on the CPU and wall seconds."""
@@ -622,6 +682,8 @@ def _run_batches(
             on_step=on_step,
             batch_index=b,
             offset=first,
+            temperature=temperature,
+            top_p=top_p,
         )
         chunks.append(x.cpu())
     return torch.cat(chunks), time.perf_counter() - start
@@ -638,6 +700,14 @@ def _defaults(pre: Any, steps, predictor, num_samples, batch_size, eps, denoise,
         s.denoise if denoise is None else denoise,
         s.precision if precision is None else precision,
     )
+
+
+def _shaping(pre: Any, temperature: float | None, top_p: float | None) -> tuple[float, float]:
+    s = pre.config.sample
+    temperature = s.temperature if temperature is None else float(temperature)
+    top_p = s.top_p if top_p is None else float(top_p)
+    check_shaping(temperature, top_p)
+    return temperature, top_p
 
 
 def _pad_tail(pre: Any, length: int) -> tuple[int, torch.Tensor | None]:
@@ -666,6 +736,8 @@ def sample(
     precision: str | None = None,
     keep_eos: bool = False,
     on_step: Callable[[StepEvent], None] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
 ) -> SampleResult:
     """Unconditional samples from a model.
 
@@ -679,6 +751,7 @@ def sample(
     steps, predictor, num_samples, batch_size, eps, denoise, precision = _defaults(
         pre, steps, predictor, num_samples, batch_size, eps, denoise, precision
     )
+    temperature, top_p = _shaping(pre, temperature, top_p)
     length = pre.config.model.length if length is None else length
     _validate(steps, num_samples, batch_size, length, pre.config.model.length)
     _check_precision(precision)
@@ -696,6 +769,8 @@ def sample(
         seed=seed,
         fixed=fixed,
         on_step=on_step,
+        temperature=temperature,
+        top_p=top_p,
     )
     ids = ids[:, :length]
     texts = decode_samples(ids, pre.tokenizer, pad_layout=_is_pad_layout(pre), keep_eos=keep_eos)
@@ -713,6 +788,8 @@ def sample(
         denoise=denoise,
         length=length,
         device=str(pre.device),
+        temperature=temperature,
+        top_p=top_p,
     )
 
 
@@ -754,6 +831,8 @@ def infill(
     precision: str | None = None,
     keep_eos: bool = False,
     on_step: Callable[[StepEvent], None] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
 ) -> InfillResult:
     """Fill the masked positions of a template, or the gap between a prefix and a suffix.
 
@@ -768,6 +847,7 @@ def infill(
     steps, predictor, num_samples, batch_size, eps, denoise, precision = _defaults(
         pre, steps, predictor, num_samples, batch_size, eps, denoise, precision
     )
+    temperature, top_p = _shaping(pre, temperature, top_p)
     tok = pre.tokenizer
     max_len = pre.config.model.length
     if template is not None:
@@ -821,6 +901,8 @@ def infill(
         seed=seed,
         fixed=fixed,
         on_step=on_step,
+        temperature=temperature,
+        top_p=top_p,
     )
     ids = ids[:, :length]
     free = [s is None for s in slots]
@@ -852,6 +934,8 @@ def infill(
         denoise=denoise,
         length=length,
         device=str(pre.device),
+        temperature=temperature,
+        top_p=top_p,
         spans=[list(spans) for _ in texts],
         segments=segments,
         template=template,

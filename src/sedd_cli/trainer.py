@@ -857,6 +857,8 @@ def _snapshot(model, graph, noise, ema, tokenizer, config, dev, run_dir: Path, s
             precision=sc.precision,
             device=dev,
             generator=gen,
+            temperature=sc.temperature,
+            top_p=sc.top_p,
         )
     texts = [tokenizer.decode(row.tolist(), skip_special=True) for row in ids.cpu()]
     if config.data.layout == "pad":

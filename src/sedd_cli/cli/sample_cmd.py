@@ -21,6 +21,7 @@ _SAMPLE_EXAMPLES = (
     "sedd sample my-model --predictor euler --precision float32 --seed 3 --json",
     "sedd sample --steps 256 --show-intermediate --every 16 --save-frames frames.jsonl",
     "sedd sample --num-samples 200 --out names.txt",
+    "sedd sample --num-samples 20 --top-p 0.9",
 )
 _INFILL_EXAMPLES = (
     'sedd infill --prefix "Hi my name is" --suffix "and that\'s why I\'m late" --steps 1024',
@@ -59,6 +60,22 @@ PrecisionOpt = Annotated[
     str | None,
     typer.Option(
         "--precision", help="Categorical draws in float64 (default) or float32 (reference, biased)."
+    ),
+]
+TemperatureOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--temperature",
+        help="Draw each unmasked token from exp(logits / T); below 1 sharper, 0 arg-max "
+        "(default: the model's, 1). Absorbing models only.",
+    ),
+]
+TopPOpt = Annotated[
+    float | None,
+    typer.Option(
+        "--top-p",
+        help="Nucleus: draw each token among the most likely ones holding this much probability "
+        "(default: the model's, 1 = all). Absorbing models only.",
     ),
 ]
 ShowOpt = Annotated[
@@ -106,10 +123,20 @@ class _Watch:
             self.frames.close(ok=exc_type is None)
 
 
-def _check(every: int, predictor: str | None, precision: str | None, out: Path | None, frames: Path | None):
+def _check(
+    every: int,
+    predictor: str | None,
+    precision: str | None,
+    out: Path | None,
+    frames: Path | None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+):
     if every < 1:
         raise SeddError(f"--every must be at least 1, got {every}")
-    from ..samplers import PRECISIONS, PREDICTORS
+    from ..samplers import PRECISIONS, PREDICTORS, check_shaping
+
+    check_shaping(1.0 if temperature is None else temperature, 1.0 if top_p is None else top_p)
 
     if predictor is not None and predictor not in PREDICTORS:
         raise SeddError(f"unknown predictor {predictor!r}: choose from {', '.join(PREDICTORS)}")
@@ -174,6 +201,8 @@ def sample_command(
     eps: EpsOpt = None,
     denoise: DenoiseOpt = None,
     precision: PrecisionOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
     show_intermediate: ShowOpt = False,
     every: EveryOpt = 1,
     save_frames: FramesOpt = None,
@@ -182,7 +211,7 @@ def sample_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Generate text from a model by running the reverse diffusion from all-masked sequences."""
-    _check(every, predictor, precision, out, save_frames)
+    _check(every, predictor, precision, out, save_frames, temperature, top_p)
     from ..samplers import sample
 
     pre = _loaded(model, device)
@@ -198,6 +227,8 @@ def sample_command(
             eps=eps,
             denoise=denoise,
             precision=precision,
+            temperature=temperature,
+            top_p=top_p,
             keep_eos=keep_eos,
             on_step=watch if (show_intermediate or save_frames) else None,
         )
@@ -234,6 +265,8 @@ def infill_command(
     eps: EpsOpt = None,
     denoise: DenoiseOpt = None,
     precision: PrecisionOpt = None,
+    temperature: TemperatureOpt = None,
+    top_p: TopPOpt = None,
     show_intermediate: ShowOpt = False,
     every: EveryOpt = 1,
     save_frames: FramesOpt = None,
@@ -244,7 +277,7 @@ def infill_command(
     """Fill in masked positions, keeping the given text exactly (filled spans are highlighted)."""
     from ._app import read_text_arg
 
-    _check(every, predictor, precision, out, save_frames)
+    _check(every, predictor, precision, out, save_frames, temperature, top_p)
     if template is not None:
         template = read_text_arg(template)
     if template is None and not prefix and not suffix:
@@ -268,6 +301,8 @@ def infill_command(
             eps=eps,
             denoise=denoise,
             precision=precision,
+            temperature=temperature,
+            top_p=top_p,
             keep_eos=keep_eos,
             on_step=watch if (show_intermediate or save_frames) else None,
         )
