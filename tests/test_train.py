@@ -312,7 +312,7 @@ def test_cli_refuses_non_empty_run_dir_and_mismatched_resume(names_file, tmp_pat
     )
     before = sorted(p.name for p in (ok / "checkpoints").iterdir())
     r = invoke("--resume", str(ok), "--model", "names")
-    assert r.exit_code == 1 and "model.hidden_size (run 64, given 256)" in r.stderr
+    assert r.exit_code == 1 and "model.hidden_size (run 64, given 96)" in r.stderr
     r = invoke("--resume", str(ok), "--set", "model.n_blocks=3")
     assert r.exit_code == 1 and "model.n_blocks" in r.stderr
     assert sorted(p.name for p in (ok / "checkpoints").iterdir()) == before
