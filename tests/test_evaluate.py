@@ -344,3 +344,24 @@ def test_cli_generative_with_sedd_evaluator(tiny, tmp_path):
     assert doc["mean_sample_perplexity"] == pytest.approx(sum(doc["sample_perplexities"]) / 3)
     assert doc["perplexity"] == pytest.approx(math.exp(doc["nll"]))
     assert doc["entropy"] == pytest.approx((math.log(3) + unigram_entropy(list("def fed")) + math.log(3)) / 3)
+
+
+def test_generative_samples_ignore_the_models_temperature(tiny, monkeypatch):
+    """--generative MODEL scores the model as it is: temperature 1 and top-p 1 reach the sampler
+    even when the model's sample settings sharpen (docs/evaluation.md)."""
+    import sedd_cli.samplers as samplers
+    from sedd_cli.checkpoint import load_pretrained
+    from sedd_cli.evaluate import _generate_texts
+
+    pre = load_pretrained(str(tiny), device="cpu")
+    pre.config.sample.temperature, pre.config.sample.top_p = 0.5, 0.9
+    seen = []
+    real = samplers.generate
+
+    def spy(*args, **kw):
+        seen.append((kw["temperature"], kw["top_p"]))
+        return real(*args, **kw)
+
+    monkeypatch.setattr(samplers, "generate", spy)
+    texts, _ = _generate_texts(pre, num_samples=3, steps=2, batch_size=2, seed=0, device="cpu")
+    assert len(texts) == 3 and seen == [(1.0, 1.0), (1.0, 1.0)]

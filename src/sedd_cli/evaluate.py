@@ -766,6 +766,8 @@ def _generate_texts(source: Any, *, num_samples: int, steps: int | None, batch_s
             precision=s.precision,
             device=pre.device,
             generator=generator,
+            temperature=1.0,  # the model as it is, whatever its sample.temperature / top_p
+            top_p=1.0,
         )
         texts += [pre.tokenizer.decode(row.tolist(), skip_special=True) for row in ids.cpu()]
         left -= b
