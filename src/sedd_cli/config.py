@@ -37,6 +37,7 @@ __all__ = [
     "load_preset",
     "config_from_dict",
     "parse_set",
+    "check_shaping",
     "yaml_load",
     "drop_none",
 ]
@@ -140,6 +141,17 @@ class SampleConfig:
     batch_size: int = 64
 
 
+def check_shaping(
+    temperature: float, top_p: float, names: tuple[str, str] = ("--temperature", "--top-p")
+) -> None:
+    """Bad values of the token-draw shaping settings (sampling temperature, nucleus top-p) ->
+    ConfigError naming them as `names` (the CLI flags by default)."""
+    if not (math.isfinite(temperature) and temperature >= 0):
+        raise ConfigError(f"{names[0]} must be 0 (arg-max) or positive, got {temperature}")
+    if not 0.0 < top_p <= 1.0:
+        raise ConfigError(f"{names[1]} must be in (0, 1], got {top_p}")
+
+
 @dataclass
 class Config:
     """A whole run: one section per concern."""
@@ -201,10 +213,7 @@ class Config:
                 "set model.scale_by_sigma=false for graph.type=uniform"
             )
         sc = self.sample
-        if not (math.isfinite(sc.temperature) and sc.temperature >= 0):
-            raise ConfigError(f"sample.temperature must be 0 (arg-max) or positive, got {sc.temperature}")
-        if not 0.0 < sc.top_p <= 1.0:
-            raise ConfigError(f"sample.top_p must be in (0, 1], got {sc.top_p}")
+        check_shaping(sc.temperature, sc.top_p, names=("sample.temperature", "sample.top_p"))
         if (sc.temperature != 1 or sc.top_p != 1) and self.graph.type != "absorb":
             raise ConfigError("sample.temperature and sample.top_p apply to the absorbing graph only")
         if not 0.0 < self.noise.eps < 1.0:

@@ -48,6 +48,7 @@ from typing import Any
 
 import torch
 
+from .config import check_shaping
 from .errors import SeddError
 from .graph import Graph
 from .noise import Noise
@@ -283,14 +284,6 @@ def _masked_rows_logits(model: Any, x: torch.Tensor, sigma: float, idx: tuple[to
     return log_score[:, :V], torch.zeros(idx[0].numel(), dtype=torch.float32, device=x.device)
 
 
-def check_shaping(temperature: float, top_p: float) -> None:
-    """Bad values of the token-draw shaping options -> SeddError (one line)."""
-    if not (math.isfinite(temperature) and temperature >= 0):
-        raise SeddError(f"--temperature must be 0 (greedy) or positive, got {temperature}")
-    if not (0 < top_p <= 1):
-        raise SeddError(f"--top-p must be in (0, 1], got {top_p}")
-
-
 def nucleus(weights: torch.Tensor, top_p: float) -> torch.Tensor:
     """Top-p filter of non-negative `weights` ``[N, V]``: keep, per row, the largest weights whose
     mass before them is below ``top_p`` of the row's total (so the largest is always kept, and the
@@ -444,9 +437,8 @@ def generate(
         else get_predictor(predictor, graph, noise, precision=precision, generator=generator)
     )
     use_rows = fast and graph.absorb and pred.masked_weights.__func__ is not Predictor.masked_weights
-    if (temperature != 1 or top_p != 1) and not (
-        graph.absorb and fast and (use_rows or isinstance(pred, NonePredictor))
-    ):
+    only_denoise = fast and graph.absorb and isinstance(pred, NonePredictor)  # the fast denoiser draws
+    if (temperature != 1 or top_p != 1) and not (use_rows or only_denoise):
         raise SeddError(
             "--temperature and --top-p apply to absorbing (mask) models with the analytic, euler or "
             "none predictor only; drop them here"
