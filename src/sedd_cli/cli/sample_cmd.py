@@ -28,6 +28,7 @@ _INFILL_EXAMPLES = (
     'sedd infill "The [MASK:5] sat on the [MASK]." --steps 128',
     'sedd infill "ma[MASK:4]" --num-samples 8',
     'sedd infill --prefix "ja" --length 6 --json',
+    'sedd infill "ma[MASK:4]" -n 8 --temperature 0.7',
 )
 
 ModelArg = Annotated[
