@@ -1,4 +1,9 @@
-"""Test isolation: offline hub, the shared GPT-2 BPE files, a temporary home for caches."""
+"""Test isolation: offline hub, the GPT-2 BPE files when they can be had, a temporary home for caches.
+
+The reference facts the tests check live in the repository (`tests/fixtures/reference/`), so the
+suite runs in a bare clone; only the GPT-2 BPE files come from outside (`TIKTOKEN_CACHE_DIR`, or
+`../shared/tiktoken-cache` beside the clone), and the tests that need them skip when they are absent.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
 TIKTOKEN_CACHE = SHARED / "tiktoken-cache"
-REFERENCE = SHARED / "reference"
+REFERENCE = Path(__file__).resolve().parent / "fixtures" / "reference"
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"

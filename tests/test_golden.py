@@ -1,4 +1,4 @@
-"""Equivalence with the reference implementation's own outputs (../shared/reference).
+"""Equivalence with the reference implementation's own outputs (tests/fixtures/reference).
 
 golden-tiny.json holds the reference's log-score, per-token score entropy and per-sequence loss
 for a tiny deterministically initialised model (absorbing + log-linear, uniform + geometric).
