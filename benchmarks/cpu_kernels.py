@@ -19,8 +19,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from sedd_cli.allocator import tune_cpu_allocator
 from sedd_cli.model import GeluTanh
-from sedd_cli.runtime import tune_cpu_allocator
 
 
 def _ms(fn, repeats: int) -> float:

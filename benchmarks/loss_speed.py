@@ -18,12 +18,12 @@ import time
 
 import torch
 
+from sedd_cli.allocator import tune_cpu_allocator
 from sedd_cli.config import ModelConfig
 from sedd_cli.graph import Absorbing
 from sedd_cli.losses import sample_t, score_entropy_loss
 from sedd_cli.model import SEDD
 from sedd_cli.noise import LogLinearNoise
-from sedd_cli.runtime import tune_cpu_allocator
 
 PRESETS = {
     "gpt2-tiny": dict(vocab=50257, length=128, hidden=256, blocks=4, heads=4, batch=8),

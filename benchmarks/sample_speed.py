@@ -22,11 +22,11 @@ import time
 
 import torch
 
+from sedd_cli.allocator import tune_cpu_allocator
 from sedd_cli.config import ModelConfig
 from sedd_cli.graph import Absorbing
 from sedd_cli.model import SEDD
 from sedd_cli.noise import LogLinearNoise
-from sedd_cli.runtime import tune_cpu_allocator
 from sedd_cli.samplers import generate
 
 PRESETS = {

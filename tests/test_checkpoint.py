@@ -2,7 +2,7 @@
 formats; strictness, pickle refusal, `sedd convert` and `sedd info`.
 
 The checkpoints are built here from the reference's parameter names and shapes
-(../shared/reference/sedd-state-dict.json, the `small` model) scaled down, never from our own
+(tests/fixtures/reference/sedd-state-dict.json, the `small` model) scaled down, never from our own
 model's state dict, so a renamed or reshaped parameter in our network would fail these tests.
 """
 
@@ -373,6 +373,27 @@ def test_paper_parameter_counts():
         assert count_parameters(model) == ref[size]["parameters"]
 
 
+def test_hub_id_with_an_unreachable_hub_fails_at_once_without_downloading(tmp_path, monkeypatch):
+    """No HF_HUB_OFFLINE, but the hub does not answer the probe: a one-line error naming the
+    endpoint, and `hf_hub_download` (whose retries printed 30 s of chatter) is never called."""
+    import huggingface_hub
+
+    from sedd_cli import hub
+
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", "http://127.0.0.1:9")
+    monkeypatch.setattr(hub, "_probed", {"http://127.0.0.1:9": False})
+
+    def never(*a, **k):
+        raise AssertionError("hf_hub_download was called although the hub does not answer")
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", never)
+    with pytest.raises(SeddError, match=r"the hub \(http://127.0.0.1:9\) does not answer") as err:
+        load_pretrained("louaaron/sedd-tiny", device="cpu")
+    assert "\n" not in str(err.value)
+
+
 def test_hub_download_falls_back_to_pytorch_model_bin(tmp_path, monkeypatch):
     """Online: config.json, then model.safetensors (absent in the published repos), then
     pytorch_model.bin, as PyTorchModelHubMixin looks them up (huggingface_hub stubbed)."""
@@ -393,6 +414,9 @@ def test_hub_download_falls_back_to_pytorch_model_bin(tmp_path, monkeypatch):
         return str(snapshot / filename)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", fake_download)
+    from sedd_cli import hub
+
+    monkeypatch.setattr(hub, "reachable", lambda *a: True)  # the stubbed hub "answers"
     pre = load_pretrained("louaaron/sedd-tiny", device="cpu")
     assert asked == ["config.json", "model.safetensors", "pytorch_model.bin"]
     assert pre.origin == {
@@ -451,3 +475,108 @@ def test_hub_id_versus_local_path(tmp_path, monkeypatch):
     assert not is_hub_id("./model") and not is_hub_id("a/b/c") and not is_hub_id("/abs/path")
     with pytest.raises(SeddError, match="'runs/mistyped' not found"):
         locate("runs/mistyped")
+
+
+# --- corrupted tensors in the reference formats (issue #14 item 4) ----------------------------------
+
+
+def _poison(state: dict, key: str, how: str) -> dict:
+    """A copy of `state` with tensor `key` holding one NaN / one -Inf, or cast to int64."""
+    out = dict(state)
+    t = out[key].clone()
+    if how == "int":
+        out[key] = (t * 100).to(torch.int64)
+    else:
+        t.view(-1)[3] = float("nan") if how == "nan" else float("-inf")
+        out[key] = t
+    return out
+
+
+@pytest.mark.parametrize("how", ["nan", "inf", "int"])
+@pytest.mark.parametrize("bin_file", [False, True])
+def test_published_weights_that_are_not_finite_floats_are_refused(tmp_path, how, bin_file):
+    """model.safetensors and pytorch_model.bin alike: one line naming the file and the tensor;
+    an int64 tensor is refused, not cast to float (before, all three loaded with exit 0)."""
+    key = "blocks.1.attn_qkv.weight"
+    src = write_published(
+        tmp_path / "hf", 256, _poison(random_state(256, seed=20), key, how), bin_file=bin_file
+    )
+    r = invoke("info", str(src))
+    assert r.exit_code == 1 and r.stderr.count("\n") == 1, r.stderr
+    name = "pytorch_model.bin" if bin_file else "model.safetensors"
+    expected = (
+        "is int64, but model weights are floating point" if how == "int" else "holds 1 NaN or Inf value(s)"
+    )
+    assert name in r.stderr and repr(key) in r.stderr and expected in r.stderr, r.stderr
+
+
+@pytest.mark.parametrize("which", ["ema", "model"])
+def test_reference_run_with_nan_in_the_weights_it_loads_is_refused(tmp_path, which):
+    """A reference checkpoint.pth holds both weight sets: NaN in the EMA shadow list is refused
+    when the EMA weights are loaded (the default) and ignored with --weights model, and the
+    other way round; the message names the .pth file."""
+    good = random_state(256, seed=21)
+    bad = _poison(good, "blocks.0.mlp.0.weight", "nan")
+    raw, ema = (good, bad) if which == "ema" else (bad, good)
+    run = write_reference_run(tmp_path / "exp", 256, raw, ema, step=5)
+    with pytest.raises(SeddError, match=r"checkpoint\.pth.*NaN or Inf"):
+        load_pretrained(run, device="cpu", weights=which)
+    other = "model" if which == "ema" else "ema"
+    assert load_pretrained(run, device="cpu", weights=other).step == 5
+
+
+def test_state_dict_with_integer_tensor_is_refused_by_the_strict_load():
+    """load_state_strict itself refuses an integer tensor where the model has floats (torch's
+    load_state_dict would cast it), naming the source and the tensor."""
+    from sedd_cli.checkpoint import build_components, load_state_strict
+    from sedd_cli.config import Config
+
+    from .helpers import tiny_model_config
+
+    model, _, _ = build_components(Config(model=tiny_model_config(vocab_size=8)))
+    state = {k: v.clone() for k, v in model.state_dict().items()}
+    state["output_layer.linear.bias"] = torch.zeros_like(state["output_layer.linear.bias"], dtype=torch.int32)
+    with pytest.raises(
+        SeddError, match=r"src.pt: tensor 'output_layer.linear.bias' is int32 where the model has float32"
+    ):
+        load_state_strict(model, state, "src.pt")
+
+
+def test_finite_check_is_exact_where_the_fast_sum_overflows():
+    """check_tensors tests sum(t) first (NaN and Inf propagate through a sum); a finite tensor
+    whose float32 sum overflows to inf (3e38 + 3e38) is still accepted, one NaN among finite
+    values or +Inf next to -Inf (sum NaN) is refused, and so is a NaN in bfloat16."""
+    from sedd_cli.checkpoint import check_tensors
+
+    check_tensors({"big": torch.full((4,), 3e38)}, "f")
+    assert not torch.isfinite(torch.full((4,), 3e38).sum())  # the fast path alone would refuse it
+    for bad in (
+        torch.tensor([1.0, float("nan"), 2.0]),
+        torch.tensor([float("inf"), -float("inf")]),
+        torch.tensor([0.5, float("nan")], dtype=torch.bfloat16),
+    ):
+        with pytest.raises(SeddError, match="'w' holds"):
+            check_tensors({"w": bad}, "f")
+    with pytest.raises(SeddError, match=r"'\[1\]' is bool"):
+        check_tensors([torch.zeros(2), torch.zeros(2, dtype=torch.bool)], "f")
+
+
+def test_damaged_reference_configs_name_the_file_and_the_place(tmp_path):
+    """config.json of a published folder and .hydra/config.yaml of a reference run: not UTF-8 ->
+    the byte offset; not JSON / YAML -> line and column (before: a UnicodeDecodeError traceback,
+    and "invalid YAML" without the file)."""
+    src = write_published(tmp_path / "hf", 256, random_state(256, seed=22))
+    (src / "config.json").write_bytes(b'{"tokens": 256,\xc3\x28}')
+    with pytest.raises(
+        SeddError, match=r"config\.json' is not UTF-8 text \(invalid continuation byte at byte 15\)"
+    ):
+        locate(src)
+    (src / "config.json").write_text('{"tokens": 256,\n "graph": }')
+    with pytest.raises(
+        SeddError, match=r"config\.json' is not valid JSON \(Expecting value at line 2, column 11\)"
+    ):
+        locate(src)
+    run = write_reference_run(tmp_path / "exp", 256, random_state(256, 0), random_state(256, 0), step=1)
+    (run / ".hydra" / "config.yaml").write_text("tokens: 256\nmodel: {hidden_size: 32\n")
+    with pytest.raises(SeddError, match=r"invalid YAML in '.*\.hydra/config\.yaml' \(line 3, column 1\)"):
+        locate(run)

@@ -271,6 +271,79 @@ def test_hub_dataset_offline_fails_at_once(name):
     assert "--data PATH" in str(err.value) and "\n" not in str(err.value)
 
 
+def test_folder_as_data_says_it_is_a_folder(tmp_path):
+    (tmp_path / "corpus").mkdir()
+    with pytest.raises(SeddError, match="is a folder: pass one file") as err:
+        data.resolve_source(str(tmp_path / "corpus"))
+    assert "not found" not in str(err.value)
+
+
+def _silent_port() -> tuple[object, str]:
+    """A listening socket that accepts and never answers, as a black-holed proxy would: an HTTP
+    client waits out its timeout there. Returns (socket, URL)."""
+    import socket
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    return server, f"http://127.0.0.1:{server.getsockname()[1]}"
+
+
+@pytest.mark.parametrize("kind", ["refused", "silent"])
+def test_unreachable_hub_without_offline_flag_fails_at_once_without_the_hub_library(kind, monkeypatch):
+    """No HF_HUB_OFFLINE, but the endpoint is dead: one probe decides, `datasets.load_dataset`
+    (whose retries printed 30 s of chatter) is never called, and the error names the endpoint."""
+    import socket
+
+    import datasets
+
+    from sedd_cli import hub
+
+    if kind == "refused":
+        probe = socket.socket()
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+        probe.close()  # nothing listens there now: connection refused
+        server = None
+    else:
+        server, url = _silent_port()
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setenv("HF_ENDPOINT", url)
+    monkeypatch.setattr(hub, "PROBE_TIMEOUT_S", 0.5)
+    monkeypatch.setattr(hub.reachable, "__defaults__", (0.5,))
+    monkeypatch.setattr(hub, "_probed", {})
+
+    def never(*a, **k):
+        raise AssertionError("load_dataset was called although the hub does not answer")
+
+    monkeypatch.setattr(datasets, "load_dataset", never)
+    try:
+        with pytest.raises(SeddError, match=r"on the Hugging Face hub and the hub \(http://127") as err:
+            data.load_texts(DataConfig(name="owt"), "train")
+    finally:
+        if server is not None:
+            server.close()
+    assert "does not answer" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_hub_probe_sees_a_live_endpoint(monkeypatch):
+    """A local HTTP server that answers (even 404) counts as reachable."""
+    import http.server
+    import threading
+
+    from sedd_cli import hub
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), http.server.BaseHTTPRequestHandler)
+    threading.Thread(target=server.handle_request, daemon=True).start()
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setattr(hub, "_probed", {})
+    try:
+        assert hub.reachable(2.0) is True
+    finally:
+        server.server_close()
+
+
 def test_lambada_has_no_train_split():
     with pytest.raises(SeddError, match="no train split"):
         data.load_texts(DataConfig(name="lambada"), "train")

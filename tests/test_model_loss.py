@@ -141,11 +141,70 @@ def test_loss_gradcheck_float64():
     assert torch.autograd.gradcheck(loss_of, (w,))
 
 
-def test_uniform_graph_model_without_scale_by_sigma():
+def _uniform_score_entropy_by_definition(log_score, sigma, x, x0, D):
+    """The general denoising score entropy (sedd-spec §2.4), computed from its definition:
+    sum_{y != x} w (e^{s_y} - rho_y s_y + K(rho_y)), w = Q[y, x] = 1/D, rho_y = p(y|x0) / p(x|x0)
+    with p the column of torch.linalg.matrix_exp(sigma Q), K(a) = a (log a - 1). Float64; one
+    position at a time (``log_score [N, D]``, ``sigma``, ``x``, ``x0`` ``[N]``)."""
+    Q = torch.full((D, D), 1 / D, dtype=torch.float64) - torch.eye(D, dtype=torch.float64)
+    out = torch.empty(len(x), dtype=torch.float64)
+    for n in range(len(x)):
+        P = torch.linalg.matrix_exp(float(sigma[n]) * Q)  # P[y, j] = p(y | j)
+        rho = P[:, x0[n]] / P[x[n], x0[n]]
+        s = log_score[n].double()
+        terms = (s.exp() - rho * s + rho * (rho.log() - 1)) / D
+        out[n] = terms.sum() - terms[x[n]]
+    return out
+
+
+def test_uniform_score_entropy_is_zero_at_the_true_ratios_and_matches_its_definition():
+    """At the exact ratios s_y = log rho_y the score entropy is exactly 0 (its minimum), for x = x0
+    and x != x0, at small and large sigma; for any other score it equals the definition (matrix
+    exponential, no closed form shared with graph.py) and is > 0."""
+    D = 7
+    graph = Uniform(D)
+    Q = torch.full((D, D), 1 / D, dtype=torch.float64) - torch.eye(D, dtype=torch.float64)
+    x0 = torch.tensor([0, 0, 3, 5, 6, 2])
+    x = torch.tensor([0, 4, 3, 1, 6, 2])  # equal, changed, equal, changed, ...
+    sigma = torch.tensor([1e-3, 0.05, 0.7, 2.0, 9.0, 0.3], dtype=torch.float64)
+    true_log = torch.stack(
+        [
+            (
+                torch.linalg.matrix_exp(float(sg) * Q)[:, j] / torch.linalg.matrix_exp(float(sg) * Q)[i, j]
+            ).log()
+            for sg, i, j in zip(sigma, x, x0, strict=True)
+        ]
+    )  # [N, D]
+    at_truth = graph.score_entropy(true_log, sigma, x, x0)
+    torch.testing.assert_close(at_truth, torch.zeros_like(at_truth), atol=1e-9, rtol=0)
+    other = true_log + 0.3 * torch.randn(
+        true_log.shape, generator=torch.Generator().manual_seed(0), dtype=torch.float64
+    )
+    got = graph.score_entropy(other, sigma, x, x0)
+    want = _uniform_score_entropy_by_definition(other, sigma, x, x0, D)
+    torch.testing.assert_close(got, want, rtol=1e-9, atol=1e-9)
+    assert torch.all(got > 1e-6)
+
+
+def test_uniform_graph_model_loss_matches_the_definition():
+    """score_entropy_loss on the uniform graph (geometric noise, a model without scale_by_sigma):
+    per sequence sum_l dsigma(t) l(model(x_t, sigma)), l from the definition above."""
+    D = 9
     cfg = tiny_model_config(scale_by_sigma=False)
-    model = _randomised(SEDD(cfg, 9))
-    out = score_entropy_loss(model, Uniform(9), GeometricNoise(), torch.randint(0, 9, (2, 12)))
-    assert out.loss.shape == (2,) and torch.all(torch.isfinite(out.loss)) and torch.all(out.loss >= 0)
+    model = _randomised(SEDD(cfg, D))
+    noise = GeometricNoise()
+    x0 = torch.randint(0, D, (2, 12), generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([0.35, 0.9])
+    out = score_entropy_loss(model, Uniform(D), noise, x0, t, generator=torch.Generator().manual_seed(2))
+    assert (out.xt != x0).any()  # at sigma(0.9) = 6.0 most tokens moved
+    with torch.no_grad():
+        log_score = model(out.xt, out.sigma)
+    sigma_tok = out.sigma[:, None].expand_as(x0).reshape(-1)
+    per_tok = _uniform_score_entropy_by_definition(
+        log_score.reshape(-1, D), sigma_tok, out.xt.reshape(-1), x0.reshape(-1), D
+    ).view(2, 12)
+    want = (out.dsigma.double()[:, None] * per_tok).sum(-1)
+    torch.testing.assert_close(out.loss.double(), want, rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("name", PRESETS)

@@ -112,6 +112,8 @@ def test_show_intermediate_plain_lines(model_dir):
     # start (step 0), steps 2 and 4, then the denoised state; two samples each
     assert [x.split(" t=")[0] for x in lines[::2]] == ["step 0/4", "step 2/4", "step 4/4", "denoised"]
     assert "masked=100%" in lines[0] and lines[0].endswith("[0]: " + "_" * 16)
+    # each step is labelled with the time it reached: 1 -> 0.5 -> 1e-5 on the 4-step grid
+    assert [x.split(" t=")[1][:5] for x in lines[:6:2]] == ["1.000", "0.500", "0.000"]
     assert len(r.stdout.splitlines()) == 2
 
 
@@ -174,14 +176,104 @@ def test_infill_prefix_suffix(model_dir):
         ),
         (["infill", "xyz[MASK]", "-m", "{m}"], "lacks the character"),
         (["infill", "-m", "{m}"], "nothing to infill"),
+        # issue 14: numbers too large to mean anything, malformed masks, existing outputs
+        (["sample", "{m}", "--steps", str(10**12)], "--steps must be between 1 and 100,000"),
+        (["sample", "{m}", "--num-samples", str(10**12)], "--num-samples must be between 1 and 1,000,000"),
+        (
+            ["infill", "a[MASK:" + str(10**30) + "]", "-m", "{m}"],
+            "more masked tokens than the model's length 16",
+        ),
+        (["infill", "a[MASK:" + "9" * 5000 + "]", "-m", "{m}"], "more masked tokens than"),
+        (["infill", "a[MASK:10]b[MASK:7]", "-m", "{m}"], "more masked tokens than the model's length 16"),
+        (["infill", "a[MASK:x]", "-m", "{m}"], "malformed mask '[MASK:x]'"),
+        (["infill", "a[MASK:]b[MASK]", "-m", "{m}"], "malformed mask '[MASK:]'"),
+        (["infill", "a[MASK:-2]", "-m", "{m}"], "malformed mask"),
+        (["infill", "a[mask]b", "-m", "{m}"], "malformed mask '[mask]'"),
+        (["infill", "ab[MASK:3", "-m", "{m}"], "malformed mask '[MASK:3'"),
+        (["infill", "-m", "{m}", "--prefix", "a", "--length", str(10**30)], "trained length 16"),
+        (["infill", "-m", "{m}", "--prefix", "a", "--length", "-3"], "--length must be at least 1"),
+        (["infill", "a[MASK]", "-m", "{m}", "--length", str(10**30)], "trained length 16"),
+        (["sample", "{m}", "--out", "{existing}"], "exists: pass --force"),
+        (["sample", "{m}", "--save-frames", "{existing}"], "exists: pass --force"),
+        (["infill", "a[MASK]", "-m", "{m}", "--out", "{existing}"], "exists: pass --force"),
+        (["sample", "{m}", "--out", "{fresh}", "--save-frames", "{fresh}"], "the same file"),
     ],
 )
 def test_errors(model_dir, tmp_path, args, message):
-    args = [a.format(m=model_dir, missing=tmp_path / "nope") for a in args]
+    """Exit 1, one line on stderr, no traceback, nothing on stdout, the model folder and an
+    existing output file unchanged."""
+    existing = tmp_path / "old.txt"
+    existing.write_text("keep me\n")
+    before = _tree_hash(model_dir)
+    args = [
+        a.format(m=model_dir, missing=tmp_path / "nope", existing=existing, fresh=tmp_path / "new.txt")
+        for a in args
+    ]
     r = invoke(*args)
     assert r.exit_code == 1, (r.stdout, r.stderr)
     assert r.stderr.startswith("error: ") and message in r.stderr and len(r.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in r.stderr and isinstance(r.exception, SystemExit), r.exception
     assert r.stdout == ""
+    assert existing.read_text() == "keep me\n" and not (tmp_path / "new.txt").exists()
+    assert _tree_hash(model_dir) == before
+
+
+def _tree_hash(folder) -> str:
+    import hashlib
+    from pathlib import Path
+
+    h = hashlib.sha256()
+    for p in sorted(Path(folder).rglob("*")):
+        h.update(str(p.relative_to(folder)).encode())
+        if p.is_file():
+            h.update(p.read_bytes())
+    return h.hexdigest()
+
+
+def test_force_overwrites_out(model_dir, tmp_path):
+    out = tmp_path / "s.txt"
+    out.write_text("old\n")
+    ok(invoke("sample", model_dir, "--steps", 2, "-n", 3, "--out", out, "--force"))
+    assert len(out.read_text().splitlines()) == 3 and "old" not in out.read_text().splitlines()
+
+
+@pytest.mark.parametrize("existing", [False, True])
+def test_out_write_failure_is_one_line_and_leaves_no_file(model_dir, tmp_path, monkeypatch, existing):
+    """Disk full during ``--out``: injected as ENOSPC from the atomic write's fsync. One line
+    naming the file, exit 1, and no partial file: no file at all, or (with --force) the old
+    content; no temporary file left beside it."""
+    import errno
+    import os
+
+    import sedd_cli.runtime as runtime
+
+    out = tmp_path / "d" / "s.txt"
+    out.parent.mkdir()
+    if existing:
+        out.write_text("old\n")
+
+    def full(fd):
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(runtime.os, "fsync", full)
+    r = invoke("sample", model_dir, "--steps", 2, "-n", 2, "--out", out, *(["--force"] if existing else []))
+    monkeypatch.undo()
+    assert r.exit_code == 1, (r.stdout, r.stderr)
+    assert len(r.stderr.strip().splitlines()) == 1 and "Traceback" not in r.stderr
+    assert str(out) in r.stderr and isinstance(r.exception, SystemExit)
+    assert sorted(p.name for p in out.parent.iterdir()) == (["s.txt"] if existing else [])
+    if existing:
+        assert out.read_text() == "old\n"
+
+
+def test_unencodable_infill_text_names_the_model_and_its_characters(model_dir):
+    """The README's GPT-2 infill example run against a char model: the error says which model
+    was loaded and which characters it knows, in one line."""
+    r = invoke("infill", "-m", model_dir, "--prefix", "Hi my name is", "--suffix", "ok")
+    assert r.exit_code == 1
+    line = r.stderr.strip()
+    assert "\n" not in line and f"model {model_dir}" in line
+    assert "lacks the character(s)" in line and "it knows" in line
 
 
 def test_no_runs_error(tmp_path, monkeypatch):

@@ -324,8 +324,11 @@ def test_cli_noise_human_frames_and_json():
     assert r.exit_code == 0, r.output
     lib = noise_text(HELLO, 0.5, tokenizer="char", seed=0)
     assert f"Hamming distance {lib.hamming}" in r.stdout
-    assert f"noisy text  {lib.noisy_text}\n" in r.stdout
+    assert MASK_GLYPH in lib.noisy_text_shown  # seed 0 masks something at t = 0.5
+    assert f"noisy text  {lib.noisy_text_shown}\n" in r.stdout  # masks shown by default
     assert "move chance 1 - e^-sigma = 0.4995" in r.stdout
+    r = invoke("noise", HELLO, "-t", "0.5", "--tokenizer", "char", "--seed", "0", "--drop-mask")
+    assert f"noisy text  {lib.noisy_text}\n" in r.stdout and MASK_GLYPH not in r.stdout  # the seed's view
     r = invoke("noise", HELLO, "-t", "0.5", "--tokenizer", "char", "--show-mask", "--frames", "3")
     assert r.exit_code == 0, r.output
     assert lib.noisy_text_shown in r.stdout and "0.500" in r.stdout and MASK_GLYPH * 11 in r.stdout
@@ -349,6 +352,33 @@ def test_cli_cipher_demo_gpt2():
     r = invoke("cipher-demo", "Hello world", "--json")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["shifted_ids"] == [15497, 996]
+
+
+@requires_gpt2
+def test_readme_cipher_example_shows_a_diffusion_corruption():
+    """The README's `sedd cipher-demo ... -n 1` must mask something with the default seed, or
+    its diffusion row teaches nothing ("Hello world" masked neither of its 2 tokens)."""
+    import re
+
+    from .conftest import REPO
+
+    line = next(
+        x for x in (REPO / "README.md").read_text().splitlines() if x.startswith("$ sedd cipher-demo")
+    )
+    text, shift = re.fullmatch(r'\$ sedd cipher-demo "(.+)" -n (\d+)', line).groups()
+    r = invoke("cipher-demo", text, "-n", shift, "--json")
+    doc = json.loads(r.stdout)
+    assert doc["diffused_hamming"] >= 1 and MASK_GLYPH in doc["diffused_text"]
+
+
+def test_cipher_shift_of_any_size_is_exact_modulo_v():
+    """A shift of 10**30 (beyond int64) is the shift 10**30 mod V: no overflow traceback."""
+    big = cipher_text(HELLO, 10**30, "char")
+    small = cipher_text(HELLO, 10**30 % big.vocab_size, "char")
+    assert big.shifted_ids == small.shifted_ids and big.shift == 10**30
+    r = invoke("cipher-demo", HELLO, "-n", str(10**30), "--tokenizer", "char", "--json")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["shifted_ids"] == small.shifted_ids
 
 
 def test_cli_loss(model_dir):
@@ -387,13 +417,24 @@ def test_cli_help_has_examples():
         (["loss", "hex", "-m", "MODEL"], "lacks the character"),
         (["loss", HELLO, "-m", "MISSING"], "not found"),
         (["noise", HELLO, "--tokenizer", "char", "--frames", "1"], "--frames"),
+        (["noise", HELLO, "--tokenizer", "char", "--frames", str(10**9)], "from 2 to 1000"),
+        (
+            ["noise", HELLO, "--tokenizer", "char", "--seed", str(2**70)],
+            "--seed must be an integer in [0, 2**63 - 1]",
+        ),
+        (["cipher-demo", HELLO, "--tokenizer", "char", "--seed", "-1"], "--seed must be an integer"),
+        (
+            ["tokenize", "-", "--tokenizer", "char"],
+            "standard input is not UTF-8 text (invalid start byte at byte 2)",
+        ),
         (["noise", HELLO, "--tokenizer", "char", "--graph", "ring"], "unknown graph"),
         (["loss", HELLO, "-m", "MODEL", "--top-k", "0"], "--top-k"),
     ],
 )
 def test_cli_errors_are_one_line_exit_1(args, needle, model_dir, tmp_path):
     args = [str(model_dir) if a == "MODEL" else str(tmp_path / "nope") if a == "MISSING" else a for a in args]
-    r = invoke(*args, input="")
+    stdin = b"ab\xff\xfe" if "UTF-8" in needle else ""
+    r = invoke(*args, input=stdin)
     assert r.exit_code == 1, r.output
     assert r.stdout == ""
     lines = r.stderr.strip().splitlines()

@@ -4,18 +4,12 @@ mask rendering, save/load, and the one-line errors."""
 from __future__ import annotations
 
 import json
-import os
-from pathlib import Path
 
 import pytest
 
-_CACHE = Path(__file__).resolve().parents[1].parent / "shared" / "tiktoken-cache"
-if _CACHE.is_dir():
-    os.environ.setdefault("TIKTOKEN_CACHE_DIR", str(_CACHE))
-
-from sedd_cli import tokenizers as tk  # noqa: E402
-from sedd_cli.errors import SeddError  # noqa: E402
-from sedd_cli.tokenizers import (  # noqa: E402
+from sedd_cli import tokenizers as tk
+from sedd_cli.errors import SeddError
+from sedd_cli.tokenizers import (
     ByteTokenizer,
     CharTokenizer,
     GPT2Tokenizer,
@@ -114,7 +108,7 @@ def test_char_full_alphabet_size():
 def test_char_unknown_policies():
     texts = ["abc"]
     err = CharTokenizer.from_texts(texts)
-    with pytest.raises(SeddError, match="'z'"):
+    with pytest.raises(SeddError, match="'z'; it knows 3 characters: 'abc'"):
         err.encode("abz")
     assert err.encode("abc") == [2, 3, 4]
 
@@ -162,6 +156,22 @@ def test_byte_round_trip_and_pieces():
 
 
 # --- save / load and construction ----------------------------------------------------------------
+
+
+def test_saved_tokenizer_file_has_the_mode_of_the_runs_other_files(tmp_path):
+    """tokenizer.json is written through mkstemp (0600); it must end 0666 less the umask, like
+    config.yaml and metrics.jsonl (0644 under the usual umask 022), not private."""
+    import os
+    import stat
+
+    old = os.umask(0o022)
+    try:
+        path = CharTokenizer.from_texts(["abc"]).save(tmp_path / "run")
+        plain = tmp_path / "run" / "config.yaml"
+        plain.write_text("x: 1\n")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == stat.S_IMODE(plain.stat().st_mode) == 0o644
 
 
 def _tokenizers(gpt2_ok: bool) -> list[Tokenizer]:

@@ -246,14 +246,58 @@ def test_resume_refuses_a_different_model(names_file, tmp_path):
     assert (tmp_path / "run/config.yaml").read_text() == before
 
 
-def test_snapshot_samples_are_written(names_file, tmp_path):
+def test_snapshot_samples_are_the_ema_weights_draws(names_file, tmp_path):
+    """samples/step_00000002.txt holds, one per line (pad layout), exactly what the step-2 EMA
+    weights draw with the snapshot's seed (train.seed + 20011) and the config's sample settings:
+    recomputed here from the saved ema.safetensors, and different from the live weights' draws
+    of the same seed. Each line is a name of at most L = 16 letters of the training alphabet,
+    and the `sample` event reports the same texts."""
     pytest.importorskip("sedd_cli.samplers")
+    from sedd_cli.checkpoint import load_pretrained
+    from sedd_cli.samplers import generate
+
     cfg = tiny(
-        names_file, "train.max_steps=2", "train.sample_every=2", "sample.steps=4", "sample.num_samples=3"
+        names_file,
+        "train.max_steps=2",
+        "train.sample_every=2",
+        "sample.steps=8",
+        "sample.num_samples=6",
+        "train.lr=3e-2",  # a large step, so that the EMA and the live weights differ visibly
+        "train.warmup=0",
     )
-    train(cfg, run_dir=tmp_path / "run", device="cpu")
-    lines = (tmp_path / "run/samples/step_00000002.txt").read_text().splitlines()
-    assert len(lines) == 3  # pad layout: one sample per line
+    events = []
+    train(cfg, run_dir=tmp_path / "run", device="cpu", on_step=events.append)
+    lines = (tmp_path / "run/samples/step_00000002.txt").read_text().split("\n")
+    assert lines[-1] == "" and len(lines) == 7  # six samples, each ended by a newline
+    lines = lines[:-1]
+    [event] = [e for e in events if e.kind == "sample"]
+    assert event.step == 2 and event.samples == lines
+    alphabet = set("".join(NAMES))
+    assert all(len(line) <= 16 and set(line) <= alphabet for line in lines), lines
+
+    def draws(weights: str) -> list[str]:
+        pre = load_pretrained(tmp_path / "run/checkpoints/step_00000002", device="cpu", weights=weights)
+        sc = pre.config.sample
+        ids = generate(
+            pre.model,
+            pre.graph,
+            pre.noise,
+            batch_size=6,
+            length=16,
+            steps=8,
+            predictor=sc.predictor if sc.predictor != "none" else "analytic",
+            eps=sc.eps,
+            denoise=sc.denoise,
+            precision=sc.precision,
+            device="cpu",
+            generator=torch.Generator().manual_seed(cfg.train.seed + 20_011),
+            temperature=sc.temperature,
+            top_p=sc.top_p,
+        )
+        return [pre.tokenizer.decode(row.tolist(), skip_special=True) for row in ids]
+
+    assert draws("ema") == lines
+    assert draws("model") != lines
 
 
 # --- command line ------------------------------------------------------------------------------
@@ -342,16 +386,3 @@ def test_two_processes_match_one_process(names_file, tmp_path):
     wb = weights(tmp_path / "one/checkpoints/step_00000003")
     for k in wa:
         torch.testing.assert_close(wa[k], wb[k], rtol=1e-5, atol=1e-5)
-
-
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="mallopt is glibc's")
-def test_cpu_allocator_tuning_applies_once_and_can_be_turned_off():
-    """`tune_cpu_allocator` sets glibc's mmap/trim thresholds (True), and SEDD_MALLOC=default
-    leaves the allocator alone (False); run in fresh processes, since the setting is per process."""
-    code = "from sedd_cli.runtime import tune_cpu_allocator as t; a = t(); b = t(); print(a, b)"
-    env = {k: v for k, v in os.environ.items() if k != "SEDD_MALLOC"}
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert run.stdout.split() == ["True", "True"]
-    env["SEDD_MALLOC"] = "default"
-    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
-    assert run.stdout.split() == ["False", "False"]

@@ -23,6 +23,7 @@ _EXPORTS = {
     "load_config": "config",
     "load_preset": "config",
     "SeddError": "errors",
+    "tune_cpu_allocator": "allocator",
     "ConfigError": "errors",
     # tokenizers
     "get_tokenizer": "tokenizers",

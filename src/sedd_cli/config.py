@@ -38,7 +38,13 @@ __all__ = [
     "config_from_dict",
     "parse_set",
     "check_shaping",
+    "check_seed",
+    "COUNT_BOUNDS",
+    "REAL_RANGES",
+    "MAX_SEED",
     "yaml_load",
+    "read_text_file",
+    "read_yaml_file",
     "drop_none",
 ]
 
@@ -141,6 +147,55 @@ class SampleConfig:
     batch_size: int = 64
 
 
+MAX_SEED = 2**63 - 1
+
+# Every count a config holds, with its valid range [low, high]. The upper bounds are far beyond
+# any sensible run; they exist so a typo (10**12) is one line here instead of an allocation that
+# exhausts memory. 0 means "off" for the *_every, eval_batches and keep_checkpoints counts.
+COUNT_BOUNDS: dict[str, tuple[int, int]] = {
+    "model.hidden_size": (1, 65_536),
+    "model.cond_dim": (1, 65_536),
+    "model.n_blocks": (1, 1_024),
+    "model.n_heads": (1, 1_024),
+    "model.mlp_ratio": (1, 64),
+    "model.length": (2, 1_048_576),  # 2**20 positions
+    "model.vocab_size": (2, 16_777_216),  # 2**24 tokens
+    "train.batch_size": (1, 1_048_576),
+    "train.accum": (1, 65_536),
+    "train.warmup": (0, 1_000_000_000),
+    "train.max_steps": (0, 1_000_000_000),
+    "train.log_every": (0, 1_000_000_000),
+    "train.eval_every": (0, 1_000_000_000),
+    "train.eval_batches": (0, 1_000_000),
+    "train.sample_every": (0, 1_000_000_000),
+    "train.checkpoint_every": (0, 1_000_000_000),
+    "train.keep_checkpoints": (0, 1_000_000),
+    "sample.steps": (1, 100_000),
+    "sample.num_samples": (1, 10_000_000),
+    "sample.batch_size": (1, 1_048_576),
+}
+
+# Every real-valued setting with its interval (low, high, which ends are closed). Non-finite
+# values (nan, inf) are refused everywhere.
+REAL_RANGES: dict[str, tuple[float, float, str]] = {
+    "model.dropout": (0.0, 1.0, "[)"),
+    "noise.eps": (0.0, 1.0, "()"),
+    "noise.sigma_min": (0.0, math.inf, "()"),
+    "noise.sigma_max": (0.0, math.inf, "()"),
+    "data.valid_fraction": (0.0, 1.0, "[)"),
+    "train.lr": (0.0, math.inf, "()"),
+    "train.beta1": (0.0, 1.0, "[)"),
+    "train.beta2": (0.0, 1.0, "[)"),
+    "train.adam_eps": (0.0, math.inf, "()"),
+    "train.weight_decay": (0.0, math.inf, "[)"),
+    "train.decay_floor": (0.0, 1.0, "[]"),
+    "train.grad_clip": (0.0, math.inf, "[)"),  # 0 = no clipping
+    "train.ema": (0.0, 1.0, "[)"),
+    "train.sampling_eps": (0.0, 1.0, "()"),
+    "sample.eps": (0.0, 1.0, "()"),
+}
+
+
 def check_shaping(
     temperature: float, top_p: float, names: tuple[str, str] = ("--temperature", "--top-p")
 ) -> None:
@@ -184,29 +239,25 @@ class Config:
         _choice("train.decay", self.train.decay, ("none", "linear", "cosine"))
         _choice("train.t_sampling", self.train.t_sampling, ("uniform", "stratified"))
         m = self.model
-        for key, value in (
-            ("model.hidden_size", m.hidden_size),
-            ("model.cond_dim", m.cond_dim),
-            ("model.n_blocks", m.n_blocks),
-            ("model.n_heads", m.n_heads),
-            ("model.mlp_ratio", m.mlp_ratio),
-            ("train.batch_size", self.train.batch_size),
-            ("train.accum", self.train.accum),
-            ("sample.steps", self.sample.steps),
-        ):
-            if value < 1:
-                raise ConfigError(f"{key} must be at least 1, got {value}")
-        if m.length < 2:
-            raise ConfigError(f"model.length must be at least 2, got {m.length}")
+        for key, (low, high) in COUNT_BOUNDS.items():
+            section, name = key.split(".")
+            value = getattr(getattr(self, section), name)
+            if value is None and key == "model.vocab_size":
+                continue
+            if not low <= value <= high:
+                side = f"at least {low}" if value < low else f"at most {high:,}"
+                raise ConfigError(f"{key} must be {side} (valid: {low} .. {high:,}), got {value:,}")
+        check_seed(self.train.seed, "train.seed")
         if m.hidden_size % m.n_heads or (m.hidden_size // m.n_heads) % 2:
             raise ConfigError(
                 f"model.hidden_size ({m.hidden_size}) must be divisible by model.n_heads "
                 f"({m.n_heads}) into an even head dimension (rotary embedding)"
             )
-        if m.vocab_size is not None and m.vocab_size < 2:
-            raise ConfigError(f"model.vocab_size must be at least 2, got {m.vocab_size}")
-        if not 0.0 <= m.dropout < 1.0:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {m.dropout}")
+        for key, (low, high, closed) in REAL_RANGES.items():
+            section, name = key.split(".")
+            _check_real(key, getattr(getattr(self, section), name), low, high, closed)
+        if self.train.max_time is not None:
+            _check_real("train.max_time", self.train.max_time, 0.0, math.inf, "()")
         if m.scale_by_sigma and self.graph.type != "absorb":
             raise ConfigError(
                 "model.scale_by_sigma applies to the absorbing graph only: "
@@ -216,23 +267,33 @@ class Config:
         check_shaping(sc.temperature, sc.top_p, names=("sample.temperature", "sample.top_p"))
         if (sc.temperature != 1 or sc.top_p != 1) and self.graph.type != "absorb":
             raise ConfigError("sample.temperature and sample.top_p apply to the absorbing graph only")
-        if not 0.0 < self.noise.eps < 1.0:
-            raise ConfigError(f"noise.eps must be in (0, 1), got {self.noise.eps}")
-        if not 0.0 < self.noise.sigma_min < self.noise.sigma_max:
-            raise ConfigError("noise.sigma_min must be positive and below noise.sigma_max")
-        if not 0.0 <= self.data.valid_fraction < 1.0:
-            raise ConfigError(f"data.valid_fraction must be in [0, 1), got {self.data.valid_fraction}")
-        if not 0.0 < self.train.sampling_eps < 1.0:
-            raise ConfigError(f"train.sampling_eps must be in (0, 1), got {self.train.sampling_eps}")
-        if not 0.0 <= self.train.ema < 1.0:
-            raise ConfigError(f"train.ema must be in [0, 1), got {self.train.ema}")
-        if not 0.0 <= self.train.decay_floor <= 1.0:
-            raise ConfigError(f"train.decay_floor must be in [0, 1], got {self.train.decay_floor}")
-        if self.train.lr <= 0:
-            raise ConfigError(f"train.lr must be positive, got {self.train.lr}")
-        if not 0.0 < self.sample.eps < 1.0:
-            raise ConfigError(f"sample.eps must be in (0, 1), got {self.sample.eps}")
+        if not self.noise.sigma_min < self.noise.sigma_max:
+            raise ConfigError(
+                f"noise.sigma_min ({self.noise.sigma_min:g}) must be below noise.sigma_max "
+                f"({self.noise.sigma_max:g})"
+            )
         return self
+
+
+def _check_real(key: str, value: float, low: float, high: float, closed: str) -> None:
+    """`value` finite and in the interval from `low` to `high`, each end closed or open as
+    `closed` says (``"[)"``: low <= value < high), or a ConfigError stating the interval."""
+    above = value >= low if closed[0] == "[" else value > low
+    below = value <= high if closed[1] == "]" else value < high
+    if not (math.isfinite(value) and above and below):
+        top = "inf" if math.isinf(high) else f"{high:g}"
+        raise ConfigError(
+            f"{key} must be a finite number in {closed[0]}{low:g}, {top}{closed[1]}, got {value}"
+        )
+
+
+def check_seed(seed: int, name: str = "--seed") -> int:
+    """A random seed in [0, MAX_SEED] (2**63 - 1): torch seeds take 64 bits and sedd derives the
+    seeds of its separate streams by adding small offsets (seed + 1, seed + 10007, ...), which
+    must stay below 2**64. Returns `seed`; a ConfigError naming `name` otherwise."""
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"{name} must be an integer in [0, 2**63 - 1], got {seed}")
+    return seed
 
 
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
@@ -264,12 +325,47 @@ _Loader.yaml_implicit_resolvers = {
 _Loader.add_implicit_resolver("tag:yaml.org,2002:float", _FLOAT, list("-+0123456789."))
 
 
-def yaml_load(text: str) -> Any:
-    """Parse YAML safely, reading ``3e-4`` as a float."""
+def yaml_load(text: str, where: str | None = None) -> Any:
+    """Parse YAML safely, reading ``3e-4`` as a float. `where` (a file name) goes into the error,
+    with the line and column of the problem when the parser gives them."""
     try:
         return yaml.load(text, Loader=_Loader)  # noqa: S506 - _Loader is a SafeLoader
     except yaml.YAMLError as exc:
-        raise ConfigError(f"invalid YAML: {str(exc).splitlines()[0]}") from None
+        mark = getattr(exc, "problem_mark", None)
+        at = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or (str(exc).splitlines() or [type(exc).__name__])[0]
+        place = f" in {where}" if where else ""
+        raise ConfigError(f"invalid YAML{place}{at}: {problem}") from None
+
+
+def read_text_file(path: str | Path) -> str:
+    """The UTF-8 text of `path`; a ConfigError naming the file (and the byte offset of the first
+    byte that is not UTF-8) when it cannot be read."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+
+
+def read_yaml_file(path: str | Path, what: str = "config file") -> dict[str, Any]:
+    """The mapping in YAML file `path` (empty file -> {}); a ConfigError naming the file when it is
+    missing, not UTF-8, not valid YAML or not a mapping."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {str(path)!r} not found" + (" (it is a folder)" if path.is_dir() else ""))
+    loaded = yaml_load(read_text_file(path), where=repr(str(path)))
+    if loaded is None:
+        return {}
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"{what} {str(path)!r} must hold a mapping of sections, not a {type(loaded).__name__}"
+        )
+    return loaded
 
 
 # --- dict <-> dataclass -------------------------------------------------------------------------
@@ -417,15 +513,7 @@ def load_config(
     """
     data: dict[str, Any] = {}
     if file is not None:
-        path = Path(file)
-        if not path.is_file():
-            raise ConfigError(f"config file {str(path)!r} not found")
-        loaded = yaml_load(path.read_text())
-        if loaded is None:
-            loaded = {}
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {str(path)!r} must hold a mapping of sections")
-        data = _merge(data, loaded)
+        data = _merge(data, read_yaml_file(file))
     if options:
         data = _merge(data, drop_none(options))
     data = _merge(data, parse_set(list(sets)))

@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from . import hub
 from .config import Config, DataConfig
 from .errors import SeddError
 from .tokenizers import Tokenizer, get_tokenizer
@@ -74,7 +75,6 @@ FILE_FORMATS = {".txt": "txt", ".jsonl": "json", ".json": "json", ".csv": "csv",
 _CACHE_VERSION = 1
 _CHUNK = 4096  # documents tokenized per batch
 _IN_MEMORY_MAX = 1 << 28  # token arrays above this many ids stay memory-mapped (2 GiB as int64)
-_OFFLINE_VALUES = ("1", "on", "yes", "true")
 
 
 # --- sources -------------------------------------------------------------------------------------
@@ -184,6 +184,11 @@ def resolve_source(name: str) -> Source:
     suffix = path.suffix.lower()
     looks_like_path = suffix in FILE_FORMATS or os.sep in name or "/" in name or path.exists()
     if looks_like_path:
+        if path.is_dir():
+            raise SeddError(
+                f"--data {name!r} is a folder: pass one file ({', '.join(FILE_FORMATS)}); "
+                "join several first (e.g. cat DIR/*.txt > all.txt)"
+            )
         if suffix not in FILE_FORMATS:
             raise SeddError(f"cannot read {name!r}: dataset files must end in {', '.join(FILE_FORMATS)}")
         if not path.is_file():
@@ -303,16 +308,9 @@ def cache_root(cfg: DataConfig | None = None) -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "sedd"
 
 
-def _offline() -> bool:
-    return any(
-        os.environ.get(k, "").strip().lower() in _OFFLINE_VALUES
-        for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
-
-
-def _offline_error(name: str) -> SeddError:
+def _offline_error(name: str, why: str = "this machine is offline") -> SeddError:
     return SeddError(
-        f"dataset {name!r} is on the Hugging Face hub and this machine is offline: download it "
+        f"dataset {name!r} is on the Hugging Face hub and {why}: download it "
         "elsewhere or pass a local file (.txt, .jsonl, .csv, .parquet) with --data PATH"
     )
 
@@ -434,8 +432,10 @@ def _file_batches(source: Source, cfg: DataConfig) -> Iterator[list[str]]:
 
 
 def _load_hub(source: Source, hub_split: str | None) -> Any:
-    if _offline():
+    if hub.offline_flag():
         raise _offline_error(source.name)
+    if not hub.reachable():
+        raise _offline_error(source.name, f"the hub ({hub.endpoint()}) does not answer")
     import datasets
 
     previous = _quiet_datasets()

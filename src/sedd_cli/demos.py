@@ -58,7 +58,8 @@ __all__ = [
 ]
 
 GRAPHS = ("absorb", "uniform")
-MASK_GLYPH = "█"  # how --show-mask draws a masked token (one glyph per token)
+MASK_GLYPH = "█"  # how a masked token is drawn (one glyph per token; --drop-mask draws nothing)
+MAX_FRAMES = 1000  # `noise --frames`: each frame is one decoded text of the whole input
 
 
 # --- checks and building blocks -----------------------------------------------------------------
@@ -292,8 +293,8 @@ def noise_text(
     a given t equals the single corruption at that t).
     """
     t = check_t(t)
-    if frames is not None and int(frames) < 2:
-        raise SeddError(f"--frames must be 2 or more (the times run from 0 to 1), got {frames}")
+    if frames is not None and not 2 <= int(frames) <= MAX_FRAMES:
+        raise SeddError(f"--frames must be from 2 to {MAX_FRAMES} (the times run from 0 to 1), got {frames}")
     tok = resolve_tokenizer(tokenizer, text)
     ids = _encode(text, tok)
     g, noise = demo_graph(graph, tok.vocab_size)
@@ -393,7 +394,7 @@ def cipher_text(
     ids = _encode(text, tok)
     V = tok.vocab_size
     x0 = torch.tensor(ids, dtype=torch.long)  # [L]
-    shifted = (x0 + int(shift)) % V
+    shifted = (x0 + int(shift) % V) % V  # reduce first: any integer shift, no int64 overflow
     g, noise = demo_graph("absorb", V)
     _, _, move = _schedule(noise, t)
     diffused = coupled_draw(g, len(ids), seed).corrupt(x0, move)

@@ -20,6 +20,8 @@ from rich.console import Console, Group
 from rich.live import Live
 from rich.text import Text
 
+from .files import open_mode_chmod
+
 __all__ = [
     "placeholder",
     "state_text",
@@ -130,6 +132,7 @@ class FrameWriter:
         self.mask_id = mask_id
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, self._tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent)
+        open_mode_chmod(fd)  # 0644 like any file the user asks for, not mkstemp's 0600
         self._fh = os.fdopen(fd, "w", encoding="utf-8")
 
     def update(self, event: Any) -> None:

@@ -1,30 +1,48 @@
 """Likelihood bounds on held-out text and generative perplexity of samples (docs/evaluation.md).
 
-**The bound** (sedd-spec §2.4-2.5, §6.1; paper Thm. 3.6). For a block x0 of L tokens,
+**What is bounded** (sedd-spec §2.4-2.5, §6.1; paper Thm. 3.6). The model p^pi_theta: the reverse
+process with the learned score started at t = 1 from the prior pi below, run to t = 0, followed
+(when sigma(0) > 0) by the model's denoiser at sigma(0). For a block x0 of L tokens
 
-    -log p_theta(x0) <= int_0^1 E_{x_t ~ p_t(.|x0)} [ sum_l dsigma(t) l_l(t) ] dt
-                        + KL( p_1(.|x0) || pi )
+    -log p^pi_theta(x0) <= R(x0) + D(x0) + KL( p_1(.|x0) || pi )
+
+    D(x0) = int_0^1 E_{x_t ~ p_t(.|x0)} [ sum_l dsigma(t) l_l(t) ] dt          (diffusion part)
+    R(x0) = E_{x' ~ p_{sigma(0)}(.|x0)} [ -log p_theta(x0 | x') ]              (reconstruction)
 
 where l_l is the denoising score entropy of position l (exactly 0 at unmasked positions of the
-absorbing graph) and pi is the distribution the reverse process starts from. The integral is
-estimated with K time samples per sequence, stratified with one shared offset (antithetic in
-spirit): u ~ U[0, 1) per sequence and t_k = max((k + u) / K, t_min), k = 0 .. K-1, with
+absorbing graph). D is estimated with K time samples per sequence, stratified with one shared
+offset: u ~ U[0, 1) per sequence and t_k = max((k + u) / K, t_min), k = 0 .. K-1, with
 t_min = 1e-6 because t = 0 gives sigma = 0 and a 0/0 in the absorbing weight 1 / (e^sigma - 1).
 Each t_k gets its own x_t draw (`score_entropy_loss` with ``t=t_k``); the K values are averaged.
 The clamp changes the integral by at most t_min times the integrand near 0 (about 1e-6 L log V
 nats), far below the Monte Carlo error.
 
-**The prior term.** With the log-linear schedule p_1(.|x0) keeps each token with probability
-e^-sigma(1) = eps = 1e-3 and masks it otherwise, so against the all-mask prior the KL is infinite.
-We define pi per position as "mask with probability 1 - e^-sigma(1), else a uniform token":
-then KL = e^-sigma(1) log V per position (eps log V = 0.01082 nats for GPT-2's V = 50257), added
-for all L positions of a block. For the uniform graph pi is the uniform limit and the KL of the
-exact transition column is computed in closed form (`prior_kl_per_position`).
+**The reconstruction term.** The log-linear schedule has sigma(0) = 0, so x' = x0 and R = 0. The
+geometric schedule (the uniform graph's) has sigma(0) = sigma_min = 1e-4: the integral then covers
+[sigma_min, sigma_max] and alone bounds slightly noised data (at L = 1024 about 10 % of sequences
+have a perturbed token). R closes the gap: one draw x' ~ p_{sigma(0)}(.|x0) per block and the
+denoiser the sampler ends with (sedd-spec §5.3, Tweedie): per position
+w_j = [exp(-sigma(0) Q) s(x')]_j * p(x'_l | x0_l = j), the mask column dropped (absorbing), clamped at
+0, normalised, mixed with DECODER_FLOOR of the uniform law (so every token has positive
+probability), and R = -sum_l log p_theta(x0_l | x'). With the exact score w is the exact posterior
+marginal of x0_l given x'.
 
-**Reporting.** Per block i the estimate b_i (diffusion part + prior) and the tokens that count
-n_i. The per-token bound is the ratio nll = sum_i b_i / sum_i n_i, its standard error the
-delta-method ratio SE sqrt(sum_i (b_i - nll n_i)^2 / (n (n - 1))) / mean(n_i) (for equal n_i
-this is std(b_i / n_i) / sqrt(n)); perplexity = exp(nll) with SE exp(nll) SE_nll.
+**The prior term.** With the log-linear schedule p_1(.|x0) keeps each token with probability
+e^-sigma(1) = eps = 1e-3 and masks it otherwise, so against the all-mask start of `sedd sample`
+the KL is infinite. pi is, per position, "mask with probability 1 - e^-sigma(1), else a uniform
+token": then KL = e^-sigma(1) log V per position (eps log V = 0.01082 nats for GPT-2's V = 50257),
+added for all L positions of a block. So the bound is on -log p^pi(x0), not on the all-mask
+sampler's -log p^M(x0): the all-mask start is pi conditioned on no position drawing a token, an
+event of probability (1 - eps)^L, so p^pi(x0) >= (1 - eps)^L p^M(x0), i.e. -log p^pi(x0) <=
+-log p^M(x0) - L log(1 - eps) (1.02 nats per 1024-token block). For the uniform graph pi is the
+uniform limit, the sampler's own start, and the KL of the exact transition column is computed in
+closed form (`prior_kl_per_position`).
+
+**Reporting.** Per block i the estimate b_i (R + D + prior) and the tokens that count n_i. The
+per-token bound is the ratio nll = sum_i b_i / sum_i n_i, its standard error the delta-method ratio
+SE sqrt(sum_i (b_i - nll n_i)^2 / (n (n - 1))) / mean(n_i) (for equal n_i this is
+std(b_i / n_i) / sqrt(n)); perplexity = exp(nll) with SE exp(nll) SE_nll. Pad layouts (one record
+per row) also get the bound per record, mean(b_i), with SE std(b_i) / sqrt(n).
 """
 
 from __future__ import annotations
@@ -52,8 +70,13 @@ __all__ = [
     "SampleScore",
     "GenerativeResult",
     "T_MIN",
+    "MAX_MC",
+    "DECODER_FLOOR",
+    "check_mc",
     "stratified_times",
     "bound_per_sequence",
+    "reconstruction_term",
+    "BlockBounds",
     "prior_kl_per_position",
     "summarize_bounds",
     "perplexity",
@@ -65,10 +88,24 @@ __all__ = [
     "SPACINGS",
     "hf_evaluator",
     "sedd_evaluator",
+    "CausalLMEvaluator",
+    "SeddEvaluator",
     "resolve_protocol",
 ]
 
 T_MIN = 1e-6  # lower clamp of the time samples: t = 0 gives sigma = 0 (division by e^0 - 1 = 0)
+MAX_MC = 10_000  # upper bound on K (--mc): K forward passes per block; the paper reportedly used 1000
+DECODER_FLOOR = 1e-6  # share of the uniform law mixed into the t = 0 denoiser (costs <= 1e-6 nats/token)
+
+
+def check_mc(K: Any) -> int:
+    """K (``--mc``, time samples per block) as an int in [1, MAX_MC]; SeddError otherwise."""
+    if isinstance(K, bool) or not isinstance(K, int) or not 1 <= K <= MAX_MC:
+        raise SeddError(
+            f"--mc must be an integer from 1 to {MAX_MC:,} (time samples per block; each is one forward "
+            f"pass per block), got {K!r}"
+        )
+    return K
 
 
 # --- protocols ----------------------------------------------------------------------------------
@@ -159,8 +196,7 @@ def stratified_times(
 
     Times are clamped to t >= t_min (sigma(0) = 0 makes the absorbing weight 1/(e^sigma - 1) blow up).
     """
-    if K < 1:
-        raise SeddError(f"--mc must be at least 1 (time samples per sequence), got {K}")
+    check_mc(K)
     if spacing not in SPACINGS:
         raise SeddError(f"time spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
     u = torch.rand(batch, generator=generator, device=device, dtype=torch.float64)  # [B]
@@ -199,8 +235,7 @@ def bound_per_sequence(
     equals the training loss exactly. `masked_only` (default: when the model has ``head_logits``)
     evaluates the output head at masked positions only (absorbing graph).
     """
-    if K < 1:
-        raise SeddError(f"--mc must be at least 1 (time samples per sequence), got {K}")
+    check_mc(K)
     B = x0.shape[0]
     if t is None:
         t, weight = stratified_times(
@@ -219,6 +254,53 @@ def bound_per_sequence(
         )
         total += weight[k].double() * out.loss.double()
     return total / K
+
+
+def sigma_at_zero(noise: Noise) -> float:
+    """sigma(0): 0 for the log-linear schedule, sigma_min for the geometric one."""
+    return float(noise.total(torch.tensor(0.0, dtype=torch.float64)))
+
+
+@torch.no_grad()
+def reconstruction_term(
+    model: Any,
+    graph: Graph,
+    noise: Noise,
+    x0: torch.Tensor,
+    generator: torch.Generator | None = None,
+    *,
+    floor: float = DECODER_FLOOR,
+) -> torch.Tensor:
+    """R(x0) = E_{x' ~ p_{sigma(0)}(.|x0)}[-log p_theta(x0 | x')], one draw of x' per sequence, ``[B]``
+    nats (float64); exactly 0 when sigma(0) = 0 (then x' = x0 and nothing is left to decode).
+
+    p_theta(x0 | x') factorises over positions and is the denoiser `sedd sample` ends with (Tweedie,
+    sedd-spec §5.3): w_j = [exp(-sigma Q) exp(s(x', sigma))]_j * p(x'_l | x0_l = j) at sigma = sigma(0)
+    (`graph.staggered_score` times `graph.transp_transition`), over the V real tokens for the
+    absorbing graph (the mask column dropped), clamped at 0 and normalised, then mixed with `floor`
+    of the uniform law, p = (1 - floor) w / sum w + floor / V: a distribution whatever the score, so
+    the bound stays valid for a learned score. With the exact score w / sum w is the exact posterior
+    p(x0_l = j | x'). The model is called on the full output (all D columns) once per sequence.
+    """
+    sigma0 = sigma_at_zero(noise)
+    B = x0.shape[0]
+    if sigma0 <= 0.0:
+        return torch.zeros(B, dtype=torch.float64, device=x0.device)
+    sigma = torch.full((B,), sigma0, device=x0.device)
+    xp = graph.sample_transition(x0, sigma[:, None], generator=generator)  # [B, L]
+    log_score = model(xp, sigma)  # [B, L, D]
+    # float64 where it is cheap (tests, small vocabularies); the model's float32 otherwise
+    dtype = torch.float64 if log_score.numel() <= 1 << 24 else torch.float32
+    s0 = torch.tensor(sigma0, dtype=dtype, device=x0.device)
+    w = graph.staggered_score(log_score.to(dtype).exp(), s0) * graph.transp_transition(xp, s0).to(dtype)
+    if isinstance(graph, Absorbing):
+        w = w[..., : graph.vocab_size]  # the denoiser resolves every mask: never to the mask
+    w = w.clamp_min(0.0)
+    total = w.sum(dim=-1, keepdim=True)
+    V = w.shape[-1]
+    p = torch.where(total > 0, w / total.clamp_min(1e-300), 1.0 / V)  # no positive weight: uniform
+    p = (1 - floor) * p + floor / V
+    return -p.gather(-1, x0[..., None]).squeeze(-1).log().double().sum(dim=-1)
 
 
 def prior_kl_per_position(graph: Graph, noise: Noise) -> float:
@@ -241,7 +323,7 @@ def prior_kl_per_position(graph: Graph, noise: Noise) -> float:
     kl = keep * math.log(keep * D) if keep > 0 else 0.0
     if other > 0:
         kl += (D - 1) * other * math.log(other * D)
-    return kl
+    return max(kl, 0.0)  # >= 0; near the limit (sigma(1) = 20) rounding can give -1e-12
 
 
 @dataclass
@@ -288,9 +370,10 @@ class PerplexityStep:
 class PerplexityResult:
     """The per-token likelihood bound of a model on an evaluation set."""
 
-    nll: float  # nats per token: diffusion part + prior term (an upper bound on the true NLL)
+    nll: float  # nats per token: an upper bound on -log p^pi(x0) per token (see `bound_on`)
     nll_diffusion: float  # the DWDSE integral per token
     nll_prior: float  # KL(p_1(.|x0) || pi) per token (summed over all L positions of each block)
+    nll_reconstruction: float  # R, the t = 0 denoiser's term per token (0 when sigma(0) = 0)
     perplexity: float  # exp(nll), an upper bound
     bits: float  # nll / ln 2, per `unit`
     unit: str  # token | character | byte
@@ -317,10 +400,29 @@ class PerplexityResult:
     weights: str = ""
     seed: int = 0
     device: str = "cpu"
-    estimator: str = "DWDSE integral over t in (0, 1] with K stratified time samples per block + prior KL"
+    nll_per_record: float | None = None  # pad layouts: nats per record (one row, e.g. one name)
+    stderr_per_record: float | None = None  # std(b_i) / sqrt(n)
+    bound_on: str = ""  # what the bound bounds, in words
+    prior: str = ""  # the start distribution pi, in words
+    all_mask_gap: float | None = None  # absorbing: -log(1 - e^-sigma(1)) nats per position (see bound_on)
+    estimator: str = (
+        "DWDSE integral over t in (0, 1] with K stratified time samples per block + prior KL"
+        " + t = 0 reconstruction term (when sigma(0) > 0)"
+    )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass
+class BlockBounds:
+    """What `evaluate_blocks` returns, per block i of N."""
+
+    bounds: torch.Tensor  # [N] float64, b_i = R_i + D_i + L * prior (nats per block)
+    counts: torch.Tensor  # [N] long, tokens that count (all L for pack, non-pad for pad)
+    reconstruction: torch.Tensor  # [N] float64, R_i (0 when sigma(0) = 0)
+    prior: float  # KL(p_1(.|x0) || pi) per position
+    seconds: float
 
 
 def _counts(tokens: torch.Tensor, layout: str, pad_id: int | None) -> torch.Tensor:
@@ -345,15 +447,14 @@ def evaluate_blocks(
     on_step: Callable[[PerplexityStep], None] | None = None,
     t_min: float = T_MIN,
     spacing: str = "sqrt",
-) -> tuple[torch.Tensor, torch.Tensor, float, float]:
-    """Bound every block of `tokens` ``[N, L]``.
+) -> BlockBounds:
+    """Bound every block of `tokens` ``[N, L]``: b_i = R(x0_i) + D(x0_i) + L KL (module docstring).
 
-    `tokens`: a LongTensor ``[N, L]`` or a `data.TokenBlocks`. Returns (b ``[N]`` nats per block
-    incl. the prior, n ``[N]`` tokens that count, prior per position, seconds). One generator
-    seeded with `seed` on `device` serves the whole pass, batch
-    after batch (so results depend on `batch_size` only through the order of random draws)."""
-    if mc < 1:
-        raise SeddError(f"--mc must be at least 1 (time samples per sequence), got {mc}")
+    `tokens`: a LongTensor ``[N, L]`` or a `data.TokenBlocks`. One generator seeded with `seed` on
+    `device` serves the whole pass, batch after batch, first for the K time samples of a batch
+    (`bound_per_sequence`), then for its reconstruction draws (only when sigma(0) > 0); so results
+    depend on `batch_size` only through the order of random draws."""
+    check_mc(mc)
     if batch_size < 1:
         raise SeddError(f"--batch-size must be at least 1, got {batch_size}")
     if isinstance(tokens, torch.Tensor):
@@ -371,6 +472,7 @@ def evaluate_blocks(
     prior = prior_kl_per_position(graph, noise)
     generator = torch.Generator(device=device).manual_seed(seed)
     bounds = torch.zeros(N, dtype=torch.float64)
+    recon = torch.zeros(N, dtype=torch.float64)
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()
@@ -385,7 +487,8 @@ def evaluate_blocks(
             diffusion = bound_per_sequence(
                 model, graph, noise, x0, mc, generator, t_min=t_min, spacing=spacing
             )  # [b]
-            bounds[lo:hi] = diffusion.cpu() + prior * L
+            recon[lo:hi] = reconstruction_term(model, graph, noise, x0, generator).cpu()
+            bounds[lo:hi] = diffusion.cpu() + recon[lo:hi] + prior * L
             done_tokens += int(counts[lo:hi].sum())
             if on_step is not None:
                 elapsed = max(time.perf_counter() - start, 1e-9)
@@ -401,7 +504,34 @@ def evaluate_blocks(
     finally:
         if was_training and hasattr(model, "train"):
             model.train()
-    return bounds, counts, prior, time.perf_counter() - start
+    return BlockBounds(bounds, counts, recon, prior, time.perf_counter() - start)
+
+
+def describe_bound(graph: Graph, noise: Noise, L: int) -> tuple[str, str, float | None]:
+    """(what the bound bounds, the prior pi, the all-mask gap per position) in words and numbers.
+
+    Absorbing: pi masks each position with probability 1 - q, q = e^-sigma(1), else draws a uniform
+    token; `sedd sample` starts from all masks, pi conditioned on an event of probability
+    (1 - q)^L, so -log p^pi(x0) <= -log p^M(x0) - L log(1 - q): the gap returned is -log(1 - q)
+    per position. Uniform: pi is the uniform law, the sampler's own start (gap None)."""
+    sigma1 = float(noise.total(torch.tensor(1.0, dtype=torch.float64)))
+    q = math.exp(-sigma1)
+    recon = " then the t = 0 denoiser," if sigma_at_zero(noise) > 0 else ""
+    if isinstance(graph, Absorbing):
+        gap = -math.log1p(-q)
+        prior = f"per position: mask with probability 1 - {q:.3g}, else a uniform token of {graph.vocab_size}"
+        bound_on = (
+            f"-log p^pi(x0): the model's reverse process started from pi ({prior}),{recon} not from the "
+            f"all-mask start of sedd sample; that start is pi given no token drawn (probability "
+            f"(1 - {q:.3g})^{L} = {math.exp(L * math.log1p(-q)):.3g}), so -log p^pi <= -log p^all-mask + "
+            f"{L * gap:.4g} nats per block, and the bound is not one on -log p^all-mask"
+        )
+        return bound_on, prior, gap
+    prior = f"per position: a uniform token of {graph.dim}, the sampler's own start"
+    bound_on = (
+        f"-log p^pi(x0): the model's reverse process started from pi ({prior}),{recon} as sedd sample runs it"
+    )
+    return bound_on, prior, None
 
 
 def _unit(tokenizer: Any) -> str:
@@ -473,8 +603,11 @@ def perplexity(
     """
     from .checkpoint import Pretrained, load_pretrained
 
-    if mc < 1:
-        raise SeddError(f"--mc must be at least 1 (time samples per sequence), got {mc}")
+    check_mc(mc)
+    if batch_size < 1:
+        raise SeddError(f"--batch-size must be at least 1, got {batch_size}")
+    if spacing not in SPACINGS:
+        raise SeddError(f"--time-spacing must be one of {', '.join(SPACINGS)}, got {spacing!r}")
     if max_blocks is not None and max_blocks < 1:
         raise SeddError(f"--max-blocks must be at least 1, got {max_blocks}")
     pre = source if isinstance(source, Pretrained) else load_pretrained(source, device=device)
@@ -501,7 +634,7 @@ def perplexity(
         N, L = tokens.shape
     else:
         N, L = len(tokens), tokens.length
-    bounds, counts, prior, seconds = evaluate_blocks(
+    res = evaluate_blocks(
         pre.model,
         pre.graph,
         pre.noise,
@@ -516,14 +649,22 @@ def perplexity(
         t_min=t_min,
         spacing=spacing,
     )
-    summary = summarize_bounds(bounds, counts)
+    summary = summarize_bounds(res.bounds, res.counts)
+    prior, seconds = res.prior, res.seconds
     nll_prior = prior * N * L / summary.n_tokens
+    nll_recon = float(res.reconstruction.sum()) / summary.n_tokens
+    per_record = se_record = None
+    if layout == "pad":
+        per_record = float(res.bounds.mean())
+        se_record = float(res.bounds.std()) / math.sqrt(N) if N >= 2 else None
     ln2 = math.log(2)
     ppl = math.exp(summary.nll)
+    bound_on, prior_words, gap = describe_bound(pre.graph, pre.noise, L)
     return PerplexityResult(
         nll=summary.nll,
-        nll_diffusion=summary.nll - nll_prior,
+        nll_diffusion=summary.nll - nll_prior - nll_recon,
         nll_prior=nll_prior,
+        nll_reconstruction=nll_recon,
         perplexity=ppl,
         bits=summary.nll / ln2,
         unit=_unit(pre.tokenizer),
@@ -550,6 +691,11 @@ def perplexity(
         weights=pre.weights,
         seed=seed,
         device=str(dev),
+        nll_per_record=per_record,
+        stderr_per_record=se_record,
+        bound_on=bound_on,
+        prior=prior_words,
+        all_mask_gap=gap,
     )
 
 
@@ -583,6 +729,7 @@ class GenerativeResult:
     samples_from: str
     sample_perplexities: list[float] = field(default_factory=list)
     seconds: float = 0.0
+    scored: str = "texts, tokenized by the evaluator"  # what reached the evaluator
     conventions: str = (
         "mean_sample_perplexity = mean over samples of exp(mean token NLL of the sample) (the reference's "
         "gen-PPL); perplexity = exp(total NLL / total tokens)"
@@ -604,7 +751,12 @@ def read_samples(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise SeddError(f"samples file {str(path)!r} not found")
-    text = path.read_text(encoding="utf-8")
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SeddError(f"{str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    except OSError as exc:
+        raise SeddError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
     if path.suffix in (".jsonl", ".json"):
         import json
 
@@ -652,104 +804,211 @@ def _no_evaluator(name: str) -> SeddError:
     )
 
 
-def hf_evaluator(name: str = "gpt2-large", *, device: str = "auto", batch_size: int = 8) -> Evaluator:
-    """An autoregressive evaluator through `transformers` (local files only, fp32, eval mode).
+_PROBE = "Hello world, it's 2024: <ids> and café ü.\n  Tabs\tand spaces"  # tokenizer-identity probe
 
-    As the reference: no BOS is prepended; the logits at positions 0..n-2 predict ids 1..n-1, so a
-    sample of n tokens contributes n - 1 predictions."""
+
+def _windows(n: int, context: int, stride: int) -> list[tuple[int, int, int]]:
+    """Windows (begin, end, first) over n ids for an evaluator of `context` positions: the ids
+    [begin, end) go in, and the predictions of ids first..end-1 are kept, so every id but id 0 is
+    predicted exactly once. n <= context: one window (0, n, 1). Longer: windows start every `stride`
+    ids and each keeps only the ids the previous one did not reach, so every kept prediction sees at
+    least context - stride ids of context (the strided evaluation of transformers' perplexity guide)."""
+    if n <= context:
+        return [(0, n, 1)]
+    out, prev_end, begin = [], 1, 0
+    while True:
+        end = min(begin + context, n)
+        out.append((begin, end, max(prev_end, begin + 1)))
+        if end == n:
+            return out
+        prev_end, begin = end, begin + stride
+
+
+class CausalLMEvaluator:
+    """Scores texts (or ids) by an autoregressive `transformers` model, fp32, eval mode, no_grad.
+
+    As the reference (sedd-spec §6.2): no BOS is prepended and the logits at positions 0..n-2 score
+    ids 1..n-1, so a sample of n ids contributes n - 1 predictions. Samples longer than the model's
+    context (``n_positions``) are scored in strided windows (`_windows`, stride context // 2), so
+    no id is dropped and none is scored twice. Windows are batched `batch_size` at a time
+    (right-padded; padded positions never enter the sum)."""
+
+    def __init__(
+        self,
+        lm: Any,
+        tokenizer: Any,
+        *,
+        device: torch.device | str = "cpu",
+        batch_size: int = 8,
+        name: str = "",
+        context: int | None = None,
+        stride: int | None = None,
+    ):
+        if batch_size < 1:
+            raise SeddError(f"--batch-size must be at least 1, got {batch_size}")
+        self.lm, self.tok, self.device = lm, tokenizer, torch.device(device)
+        self.batch_size, self.name = batch_size, name
+        if context is None:
+            cfg = getattr(lm, "config", None)
+            context = getattr(cfg, "n_positions", None) or getattr(cfg, "max_position_embeddings", None)
+        if context is None or context < 2:
+            raise SeddError(f"evaluator {name or type(lm).__name__}: cannot tell its context length")
+        self.context = int(context)
+        self.stride = int(stride or max(self.context // 2, 1))
+        if not 1 <= self.stride < self.context:
+            raise ValueError(f"stride must be in [1, context), got {self.stride}")
+        self.forward_batches: list[int] = []  # windows per forward pass, in order (for tests and timing)
+
+    def encode(self, text: str) -> list[int]:
+        return list(self.tok(text, verbose=False)["input_ids"])
+
+    def shares_vocabulary(self, tokenizer: Any) -> bool:
+        """True when `tokenizer` (a sedd tokenizer) gives the same ids as the evaluator's: same
+        vocabulary size, same end-of-text id, same ids for a probe text. Then sampled ids are scored
+        as they are, as the reference does, instead of being decoded and re-tokenized."""
+        try:
+            size = len(self.tok)
+        except TypeError:
+            return False
+        if size != tokenizer.vocab_size or getattr(self.tok, "eos_token_id", None) != tokenizer.eos_id:
+            return False
+        try:
+            return self.encode(_PROBE) == list(tokenizer.encode(_PROBE))
+        except Exception:  # a sedd tokenizer that cannot encode the probe (char vocabularies)
+            return False
+
+    def __call__(self, texts: Sequence[str]) -> list[SampleScore]:
+        return self.score_ids([self.encode(t) for t in texts])
+
+    @torch.no_grad()
+    def score_ids(self, rows: Sequence[Sequence[int]]) -> list[SampleScore]:
+        rows = [list(map(int, r)) for r in rows]
+        jobs = []  # (sample index, begin, end, first)
+        for i, ids in enumerate(rows):
+            if len(ids) >= 2:
+                jobs += [(i, *w) for w in _windows(len(ids), self.context, self.stride)]
+        jobs.sort(key=lambda j: j[2] - j[1], reverse=True)  # similar lengths share a batch
+        nll = [0.0] * len(rows)
+        count = [0] * len(rows)
+        fill = getattr(self.tok, "eos_token_id", None) or 0
+        for lo in range(0, len(jobs), self.batch_size):
+            chunk = jobs[lo : lo + self.batch_size]
+            width = max(end - begin for _, begin, end, _ in chunk)
+            ids = torch.full((len(chunk), width), fill, dtype=torch.long)
+            keep = torch.zeros(len(chunk), width, dtype=torch.bool)  # targets whose prediction counts
+            attn = torch.zeros(len(chunk), width, dtype=torch.long)
+            for r, (i, begin, end, first) in enumerate(chunk):
+                ids[r, : end - begin] = torch.tensor(rows[i][begin:end])
+                attn[r, : end - begin] = 1
+                keep[r, first - begin : end - begin] = True
+            ids, keep, attn = ids.to(self.device), keep.to(self.device), attn.to(self.device)
+            logits = self.lm(input_ids=ids, attention_mask=attn).logits[:, :-1].float()  # [b, w-1, V]
+            ce = torch.nn.functional.cross_entropy(
+                logits.transpose(1, 2), ids[:, 1:], reduction="none"
+            )  # [b, w-1]: position p predicts id p + 1
+            per_window = (ce * keep[:, 1:]).double().sum(dim=1).cpu()
+            self.forward_batches.append(len(chunk))
+            for r, (i, _begin, end, first) in enumerate(chunk):
+                nll[i] += float(per_window[r])
+                count[i] += end - first
+        return [SampleScore(rows[i], nll[i], count[i]) for i in range(len(rows))]
+
+
+def hf_evaluator(name: str = "gpt2-large", *, device: str = "auto", batch_size: int = 8) -> CausalLMEvaluator:
+    """A `CausalLMEvaluator` for the causal LM `name` (`transformers`, local files only)."""
     try:
         import transformers  # noqa: F401
         from transformers import AutoModelForCausalLM, AutoTokenizer
     except ImportError:
         raise _no_evaluator(name) from None
-    from .runtime import pick_device, tune_cpu_allocator
+    from .runtime import pick_device
 
+    if batch_size < 1:
+        raise SeddError(f"--batch-size must be at least 1, got {batch_size}")
     try:
         tok = AutoTokenizer.from_pretrained(name, local_files_only=True)
         lm = AutoModelForCausalLM.from_pretrained(name, local_files_only=True)
     except Exception:  # OSError / ValueError when the files are not in the local cache
         raise _no_evaluator(name) from None
     dev = pick_device(device)
-    tune_cpu_allocator()
-    lm = lm.to(dev).eval()
-
-    @torch.no_grad()
-    def score(texts: Sequence[str]) -> list[SampleScore]:
-        out = []
-        for text in texts:
-            ids = tok(text, return_tensors="pt")["input_ids"].to(dev)  # [1, n]
-            n = ids.shape[1]
-            if n < 2:
-                out.append(SampleScore(ids[0].tolist(), 0.0, 0))
-                continue
-            logits = lm(ids).logits[:, :-1].float()  # [1, n-1, V]
-            nll = torch.nn.functional.cross_entropy(logits[0], ids[0, 1:], reduction="sum")
-            out.append(SampleScore(ids[0].tolist(), float(nll), n - 1))
-        return out
-
-    return score
+    lm = lm.to(dev).float().eval()
+    return CausalLMEvaluator(lm, tok, device=dev, batch_size=batch_size, name=name)
 
 
-def sedd_evaluator(
-    source: Any, *, mc: int = 16, batch_size: int = 32, seed: int = 0, device: str = "auto"
-) -> Evaluator:
-    """Score texts by a sedd model's bound (zero downloads): each text is encoded with the model's
+class SeddEvaluator:
+    """Scores texts by a sedd model's bound (zero downloads): each text is encoded with the model's
     tokenizer and scored at the model length: pad layout right-pads with the pad id (pads do not
     count); pack layout cuts to the model length (shorter samples are scored at their own length)."""
-    from .checkpoint import Pretrained, load_pretrained
 
-    pre = source if isinstance(source, Pretrained) else load_pretrained(source, device=device)
-    tok, L = pre.tokenizer, pre.config.model.length
-    layout = pre.config.data.layout
+    def __init__(self, pre: Any, *, mc: int, batch_size: int, seed: int):
+        self.pre, self.mc, self.batch_size, self.seed = pre, check_mc(mc), batch_size, seed
 
-    def score(texts: Sequence[str]) -> list[SampleScore]:
+    def shares_vocabulary(self, tokenizer: Any) -> bool:
+        return tokenizer.to_dict() == self.pre.tokenizer.to_dict()
+
+    def __call__(self, texts: Sequence[str]) -> list[SampleScore]:
         try:
-            encoded = [tok.encode(t)[:L] for t in texts]
+            return self.score_ids([self.pre.tokenizer.encode(t) for t in texts])
         except SeddError as exc:
             raise SeddError(f"the sedd evaluator's tokenizer cannot encode a sample: {exc}") from None
+
+    def score_ids(self, rows: Sequence[Sequence[int]]) -> list[SampleScore]:
+        pre = self.pre
+        tok, L = pre.tokenizer, pre.config.model.length
+        layout = pre.config.data.layout
+        encoded = [list(r)[:L] for r in rows]
         out: list[SampleScore | None] = [None] * len(encoded)
+        groups: dict[int, list[int]] = {}
         if layout == "pad" and tok.pad_id is not None:
-            rows = [ids + [tok.pad_id] * (L - len(ids)) for ids in encoded]
-            groups = {L: list(range(len(rows)))}
+            padded = [ids + [tok.pad_id] * (L - len(ids)) for ids in encoded]
+            groups = {L: list(range(len(padded)))}
         else:
-            rows = encoded
-            groups: dict[int, list[int]] = {}
-            for i, ids in enumerate(rows):
+            padded = encoded
+            for i, ids in enumerate(padded):
                 groups.setdefault(len(ids), []).append(i)
         for length, idx in sorted(groups.items()):
             if length == 0:
                 for i in idx:
                     out[i] = SampleScore([], 0.0, 0)
                 continue
-            tokens = torch.tensor([rows[i] for i in idx], dtype=torch.long)
-            b, c, _, _ = evaluate_blocks(
+            tokens = torch.tensor([padded[i] for i in idx], dtype=torch.long)
+            res = evaluate_blocks(
                 pre.model,
                 pre.graph,
                 pre.noise,
                 tokens,
                 layout=layout,
                 pad_id=tok.pad_id,
-                mc=mc,
-                batch_size=batch_size,
-                seed=seed,
+                mc=self.mc,
+                batch_size=self.batch_size,
+                seed=self.seed,
                 device=pre.device,
             )
             for j, i in enumerate(idx):
-                out[i] = SampleScore(encoded[i], float(b[j]), int(c[j]))
+                out[i] = SampleScore(encoded[i], float(res.bounds[j]), int(res.counts[j]))
         return out  # type: ignore[return-value]
 
-    return score
+
+def sedd_evaluator(
+    source: Any, *, mc: int = 16, batch_size: int = 32, seed: int = 0, device: str = "auto"
+) -> SeddEvaluator:
+    """A `SeddEvaluator` for the model `source` (a MODEL path or a loaded `Pretrained`)."""
+    from .checkpoint import Pretrained, load_pretrained
+
+    check_mc(mc)
+    pre = source if isinstance(source, Pretrained) else load_pretrained(source, device=device)
+    return SeddEvaluator(pre, mc=mc, batch_size=batch_size, seed=seed)
 
 
-def _generate_texts(source: Any, *, num_samples: int, steps: int | None, batch_size: int, seed: int, device):
-    """Fresh samples from a sedd model (samplers.generate), decoded to text."""
+def _generate_ids(source: Any, *, num_samples: int, steps: int | None, batch_size: int, seed: int, device):
+    """Fresh samples from a sedd model (samplers.generate): (the loaded model, ids [num_samples, L])."""
     from .checkpoint import Pretrained, load_pretrained
     from .samplers import generate
 
     pre = source if isinstance(source, Pretrained) else load_pretrained(source, device=device)
     s = pre.config.sample
     generator = torch.Generator(device=pre.device).manual_seed(seed)
-    texts = []
+    rows = []
     left = num_samples
     while left > 0:
         b = min(batch_size, left)
@@ -769,9 +1028,25 @@ def _generate_texts(source: Any, *, num_samples: int, steps: int | None, batch_s
             temperature=1.0,  # the model as it is, whatever its sample.temperature / top_p
             top_p=1.0,
         )
-        texts += [pre.tokenizer.decode(row.tolist(), skip_special=True) for row in ids.cpu()]
+        rows.append(ids.cpu())
         left -= b
-    return texts, pre.source
+    return pre, torch.cat(rows)
+
+
+def _sample_texts(pre: Any, ids: torch.Tensor) -> list[str]:
+    """Sampled ids as text for an evaluator with another vocabulary: end-of-text ids kept (GPT-2
+    models: as ``<|endoftext|>``, which a GPT-2 evaluator's tokenizer reads back as its EOS id);
+    pads dropped for pad-layout models (one record per row)."""
+    pad_layout = pre.config.data.layout == "pad"
+    return [pre.tokenizer.decode(row.tolist(), skip_special=pad_layout) for row in ids]
+
+
+def _generate_texts(source: Any, *, num_samples: int, steps: int | None, batch_size: int, seed: int, device):
+    """Fresh samples from a sedd model, decoded by `_sample_texts`: (texts, the model's source)."""
+    pre, ids = _generate_ids(
+        source, num_samples=num_samples, steps=steps, batch_size=batch_size, seed=seed, device=device
+    )
+    return _sample_texts(pre, ids), pre.source
 
 
 def generative_perplexity(
@@ -792,8 +1067,18 @@ def generative_perplexity(
     `num_samples` fresh samples are drawn with ``steps`` sampling steps). `eval_model`: a
     `transformers` causal LM name available locally (``gpt2-large`` as in the paper) or
     ``sedd:PATH`` to score by a sedd model's bound. `evaluator` overrides `eval_model`.
+
+    What is scored (the reference scores the sampled ids, all L of them, EOS included, no BOS):
+    fresh samples go to the evaluator as ids when it shares the model's vocabulary
+    (``shares_vocabulary``; a GPT-2 evaluator and a GPT-2 model), else as text with end-of-text
+    kept (`_sample_texts`); texts and files are tokenized by the evaluator as they are.
     """
     start = time.perf_counter()
+    if batch_size < 1:
+        raise SeddError(f"--batch-size must be at least 1, got {batch_size}")
+    if eval_model.startswith("sedd:") and evaluator is None:
+        check_mc(mc)
+    ids = pre = None
     if isinstance(samples, (str, Path)):
         p = Path(samples)
         if p.is_file():
@@ -801,24 +1086,37 @@ def generative_perplexity(
         elif p.is_dir():
             if num_samples < 1:
                 raise SeddError(f"--num-samples must be at least 1, got {num_samples}")
-            texts, origin = _generate_texts(
+            pre, ids = _generate_ids(
                 str(p), num_samples=num_samples, steps=steps, batch_size=batch_size, seed=seed, device=device
             )
+            texts, origin = None, pre.source
         else:
             raise SeddError(f"{str(p)!r} is neither a samples file nor a model folder")
     else:
         texts, origin = list(samples), "texts"
-    if not texts:
+    if texts is not None and not texts:
         raise SeddError("no samples to evaluate")
     if evaluator is None:
         if eval_model.startswith("sedd:"):
             evaluator = sedd_evaluator(eval_model[5:], mc=mc, seed=seed, device=device)
         else:
-            evaluator = hf_evaluator(eval_model, device=device)
-    scores = evaluator(texts)
-    return summarize_samples(
+            evaluator = hf_evaluator(eval_model, device=device, batch_size=batch_size)
+    scored = "texts, tokenized by the evaluator"
+    if ids is not None:
+        share = getattr(evaluator, "shares_vocabulary", None)
+        if share is not None and hasattr(evaluator, "score_ids") and share(pre.tokenizer):
+            scores = evaluator.score_ids(ids.tolist())
+            scored = "the sampled ids as they are (all positions, end-of-text included; as the reference)"
+        else:
+            scores = evaluator(_sample_texts(pre, ids))
+            scored = "the samples decoded with end-of-text kept, tokenized by the evaluator"
+    else:
+        scores = evaluator(texts)
+    result = summarize_samples(
         scores, evaluator=eval_model, samples_from=origin, seconds=time.perf_counter() - start
     )
+    result.scored = scored
+    return result
 
 
 def summarize_samples(

@@ -29,10 +29,14 @@ counts as 0: it can never be drawn), and only for the rows that leave the
 mask, a draw over the ``V`` token weights. With LogLinear noise a position leaves the
 mask about once per run, so the full-vocabulary draw touches about ``B * L`` rows in total instead
 of ``B * L * steps / 2``. Finding the masked rows (``nonzero``) is a host synchronisation on CUDA:
-two small ones per step (masked rows, rows that unmask); everything else stays on the device.
+two small ones per step (masked rows, rows that unmask), and a third for the check that every
+drawn row has positive finite weight (`sample_categorical`); everything else stays on the device.
 
-Categorical draws (`sample_categorical`): inverse CDF in float64 by default (float64 cumulative
-sums, one uniform per draw). ``precision="float32"`` reproduces the reference's float32 Gumbel-max
+Categorical draws (`sample_categorical`): negative weights count as 0 (Euler's stay weight
+``1 - dt dsigma sum_y Q[x, y] s_y`` is negative on the uniform graph where steps are coarse, and
+the analytic one can be with a learned score), a row with no positive finite weight is an error;
+inverse CDF in float64 by default (float64 cumulative sums, one uniform per draw).
+``precision="float32"`` reproduces the reference's float32 Gumbel-max
 with noise ``E = 1e-10 - log(U + 1e-10)``, whose truncated tail lowers the effective temperature
 (sedd-spec P1); it is there for comparison only.
 """
@@ -52,6 +56,7 @@ from .config import check_shaping
 from .errors import SeddError
 from .graph import Graph
 from .noise import Noise
+from .tokenizers import UnencodableText
 
 __all__ = [
     "Predictor",
@@ -73,9 +78,13 @@ __all__ = [
     "infill",
     "parse_template",
     "decode_samples",
+    "MAX_STEPS",
+    "MAX_SAMPLES",
 ]
 
 PRECISIONS = ("float64", "float32")
+MAX_STEPS = 100_000  # reverse-process steps; the paper's longest runs use 2048
+MAX_SAMPLES = 1_000_000  # samples per call (--num-samples)
 _DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
@@ -97,7 +106,14 @@ def _exp_noise(shape, device, generator: torch.Generator | None) -> torch.Tensor
 def sample_categorical(
     weights: torch.Tensor, generator: torch.Generator | None = None, precision: str = "float64"
 ) -> torch.Tensor:
-    """One draw per row of the non-negative, unnormalised `weights` ``[..., K]`` -> ids ``[...]``.
+    """One draw per row of the unnormalised `weights` ``[..., K]`` -> ids ``[...]``.
+
+    Negative weights count as 0: the reverse-process weights go negative where a step is coarse
+    (Euler's stay weight ``1 - dt dsigma sum_y Q[x, y] s_y``; the analytic stay weight with a
+    learned score), and the law drawn from is ``max(w, 0) / sum max(w, 0)``, as with the
+    reference's Gumbel arg-max, which never picks a negative entry. Without the clamp the inverse
+    CDF below is not monotone: (0.3, 0.3, 0.3, 0.3, -0.9) would always give 0. A row with no
+    positive weight, or whose total is not finite (NaN or inf scores), is a `SeddError`.
 
     ``float64`` (default): inverse CDF. With ``c_k = w_1 + ... + w_k`` accumulated in float64 and
     one ``U ~ U[0, 1)`` per row, return the first k with ``c_k > U c_K``: k with probability
@@ -108,14 +124,24 @@ def sample_categorical(
     ``float32``: the reference's Gumbel-max ``argmax_k w_k / E_k`` with its float32 noise
     ``E = 1e-10 - log(U + 1e-10)``, whose truncated tail lowers the effective temperature
     (sedd-spec P1); kept to reproduce the reference, not for use.
+
+    The check of the totals is one reduction and, on CUDA, one host synchronisation per call.
     """
     dtype = _check_precision(precision)
-    if dtype == torch.float32:
+    w = weights.to(torch.float64).clamp(min=0)  # a new tensor: the caller's weights are untouched
+    cdf = w.cumsum_(dim=-1) if dtype == torch.float64 else None  # [..., K]
+    total = cdf[..., -1] if cdf is not None else w.sum(dim=-1)  # [...]
+    if not bool(torch.all((total > 0) & torch.isfinite(total))):
+        bad = int((~((total > 0) & torch.isfinite(total))).sum())
+        raise SeddError(
+            f"{bad} categorical draw(s) have no positive finite weight (all <= 0, NaN or inf): the "
+            "model's scores are not finite numbers; check the checkpoint's weights"
+        )
+    if cdf is None:
         noise = _exp_noise(weights.shape, weights.device, generator)
-        return (weights.to(dtype) / noise).argmax(dim=-1)
-    cdf = weights.to(torch.float64).cumsum(dim=-1)  # [..., K]
+        return (w.to(torch.float32) / noise).argmax(dim=-1)
     u = torch.rand(cdf.shape[:-1] + (1,), dtype=torch.float64, device=cdf.device, generator=generator)
-    k = torch.searchsorted(cdf, u * cdf[..., -1:], right=True)  # [..., 1], first c_k > U c_K
+    k = torch.searchsorted(cdf, u * total[..., None], right=True)  # [..., 1], first c_k > U c_K
     return k.squeeze(-1).clamp_(max=cdf.shape[-1] - 1)
 
 
@@ -418,8 +444,8 @@ def generate(
     (0 = arg-max), restricted to the top-p nucleus; 1 and 1 sample the model as it is.
     """
     check_shaping(temperature, top_p)
-    if steps < 1:
-        raise SeddError(f"steps must be at least 1, got {steps}")
+    if not 1 <= steps <= MAX_STEPS:
+        raise SeddError(f"steps must be between 1 and {MAX_STEPS:,}, got {steps}")
     if length < 1:
         raise SeddError(f"length must be at least 1, got {length}")
     if not 0 < eps < 1:
@@ -471,7 +497,7 @@ def generate(
                     x = _absorbing_step(model, graph, pred, x, t, dt, sigma, generator, temperature, top_p)
                 else:
                     x = pred.update(model_fn, x, t, dt)
-                emit(i + 1, t, sigma, x, prev, "step")
+                emit(i + 1, ts[i + 1], _sigma(noise, ts[i + 1])[0], x, prev, "step")  # the time it reached
             if denoise:
                 x = project(x)
                 prev = x
@@ -551,34 +577,59 @@ class InfillResult(SampleResult):
 
 
 _MASK_RE = re.compile(r"\[MASK(?::(\d+))?\]")
+_MASK_LIKE_RE = re.compile(r"\[\s*mask\b[^\[\]]{0,40}\]?", re.IGNORECASE)  # anything that tries to be one
 
 
-def parse_template(template: str, tokenizer: Any) -> list[int | None]:
+def parse_template(template: str, tokenizer: Any, max_tokens: int | None = None) -> list[int | None]:
     """Token ids of a template, None at masked positions.
 
     ``[MASK]`` is one masked token, ``[MASK:5]`` five; the text between masks is tokenized piece
     by piece and placed exactly (so with GPT-2, "The [MASK] sat" keeps " sat" as its own tokens).
+    Anything else that looks like a mask (``[MASK:x]``, ``[MASK:]``, ``[mask]``, an unclosed
+    ``[MASK:3``) is refused before tokenizing, whatever the tokenizer. `max_tokens` (the model's
+    length) bounds the masked positions; without it, at most `MAX_SAMPLES` per mask.
     """
+    limit = MAX_SAMPLES if max_tokens is None else max_tokens
     out: list[int | None] = []
     pos = 0
     n_masks = 0
     for m in _MASK_RE.finditer(template):
         if m.start() > pos:
-            out.extend(tokenizer.encode(template[pos : m.start()]))
-        k = int(m.group(1)) if m.group(1) is not None else 1
+            out.extend(_encode_piece(template[pos : m.start()], tokenizer))
+        digits = m.group(1)
+        if digits is not None and len(digits.lstrip("0")) > len(str(limit)):
+            k = limit + 1  # too many digits to convert: certainly above the limit
+        else:
+            k = int(digits) if digits is not None else 1
         if k < 1:
             raise SeddError(f"{m.group(0)} in the template: a mask needs a count of at least 1")
-        out.extend([None] * k)
         n_masks += k
+        if n_masks > limit:
+            what = "the model's length" if max_tokens is not None else "the limit"
+            raise SeddError(
+                f"{m.group(0)[:40]} in the template: more masked tokens than {what} {limit:,}; ask for fewer"
+            )
+        out.extend([None] * k)
         pos = m.end()
     if pos < len(template):
-        out.extend(tokenizer.encode(template[pos:]))
+        out.extend(_encode_piece(template[pos:], tokenizer))
     if n_masks == 0:
         raise SeddError(
             "the template has no [MASK]: mark the positions to fill with [MASK] (one token) or "
             "[MASK:N] (N tokens), e.g. 'The [MASK:5] sat on the [MASK].'"
         )
     return out
+
+
+def _encode_piece(text: str, tokenizer: Any) -> list[int]:
+    """The ids of the text between two masks; a malformed mask in it is refused first."""
+    bad = _MASK_LIKE_RE.search(text)
+    if bad is not None:
+        raise SeddError(
+            f"malformed mask {bad.group(0)!r} in the template: write [MASK] for one token or "
+            "[MASK:N] for N tokens (N a whole number, at least 1)"
+        )
+    return tokenizer.encode(text)
 
 
 def _is_pad_layout(pre: Any) -> bool:
@@ -604,12 +655,19 @@ def decode_samples(ids: torch.Tensor, tokenizer: Any, *, pad_layout: bool, keep_
 
 
 def _validate(steps, num_samples, batch_size, length, max_length) -> None:
-    if steps < 1:
-        raise SeddError(f"--steps must be at least 1, got {steps}")
-    if num_samples < 1:
-        raise SeddError(f"--num-samples must be at least 1, got {num_samples}")
+    if not 1 <= steps <= MAX_STEPS:
+        raise SeddError(f"--steps must be between 1 and {MAX_STEPS:,}, got {steps}")
+    if not 1 <= num_samples <= MAX_SAMPLES:
+        raise SeddError(
+            f"--num-samples must be between 1 and {MAX_SAMPLES:,}, got {num_samples}: "
+            "run several calls with different --seed for more"
+        )
     if batch_size < 1:
         raise SeddError(f"--batch-size must be at least 1, got {batch_size}")
+    _validate_length(length, max_length)
+
+
+def _validate_length(length: int, max_length: int) -> None:
     if length < 1:
         raise SeddError(f"--length must be at least 1, got {length}")
     if length > max_length:
@@ -805,6 +863,50 @@ def _spans(free: Sequence[bool]) -> list[tuple[int, int]]:
     return spans
 
 
+def _slots(
+    pre: Any, template: str | None, prefix: str | None, suffix: str | None, length: int | None
+) -> tuple[list[int | None], int]:
+    """(the row's token ids with None at the positions to fill, the row length) for a template or
+    a prefix/suffix pair, checked against the model's length."""
+    tok = pre.tokenizer
+    max_len = pre.config.model.length
+    if template is not None:
+        if prefix or suffix:
+            raise SeddError("give either a TEMPLATE or --prefix/--suffix, not both")
+        if length is not None:
+            _validate_length(length, max_len)
+        slots = parse_template(template, tok, max_tokens=max_len)
+        if length is None:
+            length = len(slots) if not _is_pad_layout(pre) else max_len
+        if len(slots) > length:
+            raise SeddError(
+                f"the template is {len(slots)} tokens long, more than the length {length}: "
+                "shorten it or raise --length"
+            )
+        tail_id = tok.pad_id if _is_pad_layout(pre) else None
+        slots = slots + [tail_id] * (length - len(slots))
+    else:
+        if not prefix and not suffix:
+            raise SeddError(
+                "nothing to infill around: give a TEMPLATE with [MASK], or --prefix and/or --suffix"
+            )
+        length = max_len if length is None else length
+        _validate_length(length, max_len)
+        pre_ids = tok.encode(prefix or "")
+        suf_ids = tok.encode(suffix or "")
+        if len(pre_ids) + len(suf_ids) > length:
+            raise SeddError(
+                f"prefix + suffix are {len(pre_ids) + len(suf_ids)} tokens, more than the length {length}: "
+                "shorten them or raise --length"
+            )
+        slots = [*pre_ids, *([None] * (length - len(pre_ids) - len(suf_ids))), *suf_ids]
+        if all(s is not None for s in slots):
+            raise SeddError(
+                "prefix + suffix fill the whole length: nothing is left to infill; raise --length"
+            )
+    return slots, length
+
+
 def infill(
     source: Any = None,
     *,
@@ -840,39 +942,12 @@ def infill(
         pre, steps, predictor, num_samples, batch_size, eps, denoise, precision
     )
     temperature, top_p = _shaping(pre, temperature, top_p)
-    tok = pre.tokenizer
     max_len = pre.config.model.length
-    if template is not None:
-        if prefix or suffix:
-            raise SeddError("give either a TEMPLATE or --prefix/--suffix, not both")
-        slots = parse_template(template, tok)
-        if length is None:
-            length = len(slots) if not _is_pad_layout(pre) else max_len
-        if len(slots) > length:
-            raise SeddError(
-                f"the template is {len(slots)} tokens long, more than the length {length}: "
-                "shorten it or raise --length"
-            )
-        tail_id = tok.pad_id if _is_pad_layout(pre) else None
-        slots = slots + [tail_id] * (length - len(slots))
-    else:
-        if not prefix and not suffix:
-            raise SeddError(
-                "nothing to infill around: give a TEMPLATE with [MASK], or --prefix and/or --suffix"
-            )
-        length = max_len if length is None else length
-        pre_ids = tok.encode(prefix or "")
-        suf_ids = tok.encode(suffix or "")
-        if len(pre_ids) + len(suf_ids) > length:
-            raise SeddError(
-                f"prefix + suffix are {len(pre_ids) + len(suf_ids)} tokens, more than the length {length}: "
-                "shorten them or raise --length"
-            )
-        slots = [*pre_ids, *([None] * (length - len(pre_ids) - len(suf_ids))), *suf_ids]
-        if all(s is not None for s in slots):
-            raise SeddError(
-                "prefix + suffix fill the whole length: nothing is left to infill; raise --length"
-            )
+    try:
+        slots, length = _slots(pre, template, prefix, suffix, length)
+    except UnencodableText as exc:  # say which model's vocabulary it was
+        raise UnencodableText(f"model {pre.source}: {exc}") from None
+    tok = pre.tokenizer
     _validate(steps, num_samples, batch_size, length, max_len)
     _check_precision(precision)
     run_length, tail = _pad_tail(pre, length)

@@ -25,8 +25,10 @@ from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
 from .errors import SeddError
+from .files import open_mode_chmod
 
 __all__ = [
+    "UnencodableText",
     "Tokenizer",
     "GPT2Tokenizer",
     "CharTokenizer",
@@ -39,6 +41,11 @@ __all__ = [
     "tokenizer_from_dict",
     "load_tokenizer",
 ]
+
+
+class UnencodableText(SeddError):
+    """Text with characters a char vocabulary does not hold (callers may prefix the model)."""
+
 
 TOKENIZERS = ("gpt2", "char", "byte")
 UNKNOWN_POLICIES = ("error", "skip", "unk")
@@ -91,6 +98,7 @@ def _save(tok: Tokenizer, directory: str | Path) -> Path:
     path = directory / TOKENIZER_FILE
     fd, tmp = tempfile.mkstemp(prefix=".tokenizer.", suffix=".json.tmp", dir=directory)
     try:
+        open_mode_chmod(fd)  # mkstemp makes it 0600; the run's other files are 0644
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             json.dump(tok.to_dict(), fh, ensure_ascii=False, indent=1)
             fh.write("\n")
@@ -271,8 +279,11 @@ class CharTokenizer:
             return [stoi.get(c, self.unk_id) for c in text]  # type: ignore[misc]
         missing = list(dict.fromkeys(c for c in text if c not in stoi))
         shown = ", ".join(repr(c) for c in missing[:10]) + (", ..." if len(missing) > 10 else "")
-        raise SeddError(
-            f"the model's vocabulary lacks the character(s) {shown}: remove them from the text "
+        known = "".join(self.chars)
+        known = repr(known if len(known) <= 80 else known[:80]) + ("..." if len(known) > 80 else "")
+        raise UnencodableText(
+            f"the model's vocabulary lacks the character(s) {shown}; it knows {len(self.chars)} "
+            f"characters: {known}. Remove the others from the text "
             "(or build the char tokenizer with data.unknown=skip or unk)"
         )
 

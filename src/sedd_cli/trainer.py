@@ -30,9 +30,11 @@ from __future__ import annotations
 
 import contextlib
 import datetime as _dt
+import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import signal
 import threading
@@ -54,13 +56,21 @@ from .checkpoint import (
     list_checkpoints,
     load_state_strict,
     load_weights,
-    read_config,
     save_weights,
 )
 from .config import Config, config_from_dict, drop_none
 from .errors import SeddError
 from .losses import sample_t, score_entropy_loss
-from .runtime import atomic_write_text, dist_info, pick_device, tune_cpu_allocator
+from .runtime import (
+    FileLock,
+    WriteError,
+    append_bytes,
+    atomic_torch_save,
+    atomic_write_text,
+    dist_info,
+    pick_device,
+    write_error,
+)
 
 __all__ = [
     "TrainEvent",
@@ -71,12 +81,15 @@ __all__ = [
     "lr_at",
     "default_run_dir",
     "check_run_dir",
+    "claim_run_dir",
+    "RunClaim",
     "resume_config",
     "model_config_diff",
     "read_metrics",
 ]
 
 METRICS_FILE = "metrics.jsonl"
+LOCK_FILE = ".sedd.lock"
 SAMPLES_DIR = "samples"
 CHECKPOINTS_DIR = "checkpoints"
 TRAINER_FORMAT = 1
@@ -265,38 +278,227 @@ def default_run_dir(config: Config, root: str | Path = "runs") -> Path:
     return Path(root) / f"{config.name}-{stamp}"
 
 
-def check_run_dir(run_dir: str | Path) -> Path:
-    """Refuse a run directory that is not empty or cannot be created/written (before any work)."""
-    run_dir = Path(run_dir)
-    if run_dir.exists():
-        if not run_dir.is_dir():
-            raise SeddError(f"run directory {str(run_dir)!r} is a file: choose another --run-dir or --name")
-        if any(run_dir.iterdir()):
+# What a run directory holds before its first checkpoint: a run that failed (or was killed) that
+# early may be started again in place. Anything else in the folder makes it someone's data.
+_RUN_FILES = {CONFIG_FILE, "tokenizer.json", METRICS_FILE, LOCK_FILE}
+_RUN_DIRS = {SAMPLES_DIR, CHECKPOINTS_DIR}
+_TEMP_NAME = re.compile(r"(\.tmp\d+$)|(^\.tokenizer\..*\.json\.tmp$)")
+_STALE_CKPT = re.compile(r"^step_\d+\.(tmp|old|del)$")
+_STEP_NAME = re.compile(r"^step_(\d+)$")
+
+
+def _name_max(folder: Path) -> int:
+    """The longest file name (bytes) the file system at `folder` (or its nearest parent) allows."""
+    probe = folder
+    while True:
+        try:
+            return int(os.pathconf(probe, "PC_NAME_MAX"))
+        except (OSError, ValueError):
+            if probe.parent == probe:
+                return 255
+            probe = probe.parent
+
+
+def _check_name_lengths(run_dir: Path) -> None:
+    limit = _name_max(run_dir.parent if str(run_dir.parent) else Path("."))
+    # room for the longest name sedd puts in a run directory's path (temporary suffixes included)
+    for part in run_dir.parts:
+        size = len(os.fsencode(part))
+        if size > limit:
             raise SeddError(
-                f"run directory {str(run_dir)!r} already holds files: continue it with --resume "
-                f"{run_dir}, or choose another --run-dir/--name"
+                f"the run name {part[:40]!r}... is {size} bytes long, but the file system allows at "
+                f"most {limit} bytes per name: choose a shorter --name/--run-dir"
             )
-    # try it: create the folder and a file in it, then remove what this check created
-    created = []
-    probe = run_dir
-    while not probe.exists():
-        created.append(probe)
-        probe = probe.parent
+
+
+def _complete_checkpoint(run_dir: Path) -> Path | None:
+    with contextlib.suppress(OSError):
+        ckpts = list_checkpoints(run_dir)
+        if ckpts:
+            return ckpts[-1][1]
+    return None
+
+
+def _restartable(run_dir: Path) -> bool:
+    """True when `run_dir` is a sedd run that stopped before its first checkpoint: it holds the
+    lock file, nothing but the files a run writes, and no complete checkpoint."""
+    names = {p.name: p for p in run_dir.iterdir()}
+    if LOCK_FILE not in names:
+        return False
+    for name, path in names.items():
+        if name in _RUN_FILES:
+            if not path.is_file() or path.is_symlink():
+                return False
+        elif name in _RUN_DIRS:
+            if not path.is_dir() or path.is_symlink():
+                return False
+        elif not _TEMP_NAME.search(name):
+            return False
+    samples = run_dir / SAMPLES_DIR
+    if samples.is_dir() and any(not p.is_file() or p.is_symlink() for p in samples.iterdir()):
+        return False
+    ckpts = run_dir / CHECKPOINTS_DIR
+    if ckpts.is_dir():
+        for p in ckpts.iterdir():
+            if not (p.is_dir() and (_STALE_CKPT.match(p.name) or _STEP_NAME.match(p.name))):
+                return False
+            if (p / META_FILE).is_file() and _STEP_NAME.match(p.name):
+                return False  # a complete checkpoint: resume it instead
+    return True
+
+
+def _refusal(run_dir: Path) -> SeddError:
+    ckpt = _complete_checkpoint(run_dir)
+    if ckpt is not None:
+        return SeddError(
+            f"run directory {str(run_dir)!r} already holds a trained run (newest checkpoint {ckpt.name}): "
+            f"continue it with --resume {run_dir}, or choose another --run-dir/--name"
+        )
+    return SeddError(
+        f"run directory {str(run_dir)!r} already holds files: continue it with --resume "
+        f"{run_dir}, or choose another --run-dir/--name"
+    )
+
+
+def check_run_dir(run_dir: str | Path) -> Path:
+    """Refuse, before any work, a run directory that is a file, too long a name, or a folder
+    holding anything but a sedd run that stopped before its first checkpoint (which is started
+    again in place). Changes nothing on disk: `train` claims the folder itself (`claim_run_dir`)."""
+    run_dir = Path(run_dir)
+    _check_name_lengths(run_dir)
     try:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        test = run_dir / f".write-test-{os.getpid()}"
-        test.write_bytes(b"")
-        test.unlink()
+        if run_dir.exists():
+            if not run_dir.is_dir():
+                raise SeddError(
+                    f"run directory {str(run_dir)!r} is a file: choose another --run-dir or --name"
+                )
+            if any(run_dir.iterdir()) and not _restartable(run_dir):
+                raise _refusal(run_dir)
     except OSError as exc:
-        raise SeddError(
-            f"cannot write the run directory {str(run_dir)!r} ({exc.strerror or exc}); "
-            "choose another --run-dir"
-        ) from None
-    finally:
-        for folder in created:  # deepest first
+        raise SeddError(f"cannot use the run directory {str(run_dir)!r}: {exc.strerror or exc}") from None
+    return run_dir
+
+
+class RunClaim:
+    """A run directory held by this process: the advisory lock ``.sedd.lock`` inside it (see
+    `runtime.FileLock`), taken before any work and held for the whole run. `release` drops it and,
+    when this claim created the folder and nothing else was written, removes the folder again."""
+
+    def __init__(self, run_dir: Path, lock: FileLock, created: list[Path]):
+        self.run_dir = run_dir
+        self.lock = lock
+        self.created = created  # folders this claim made, deepest first
+
+    def release(self) -> None:
+        if self.lock.fd is None:
+            return
+        only_lock = False
+        with contextlib.suppress(OSError):
+            only_lock = [p.name for p in self.run_dir.iterdir()] == [LOCK_FILE]
+        if only_lock and self.created:
+            self.lock.release(remove=True)
+            for folder in self.created:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+        else:
+            self.lock.release()
+
+
+def claim_run_dir(run_dir: str | Path, *, resume: bool = False) -> RunClaim:
+    """Take the run directory for this process before any work, or raise a one-line SeddError.
+
+    A new run creates the folder with an exclusive mkdir (an existing one is accepted only when
+    empty or a run that stopped before its first checkpoint, which is then cleared) and locks
+    ``.sedd.lock``; ``resume=True`` locks an existing run. A second process, while the first holds
+    the lock, is refused with the holder's pid. Under the lock, leftovers of a crash (temporary
+    files, ``*.tmp`` checkpoint folders) are removed."""
+    run_dir = Path(run_dir)
+    if not resume:
+        _check_name_lengths(run_dir)
+    created: list[Path] = []
+    try:
+        if resume:
+            if not run_dir.is_dir():
+                raise SeddError(f"--resume {str(run_dir)!r}: not a sedd run (no such folder)")
+        else:
+            probe = run_dir.parent
+            missing = []
+            while not probe.exists() and probe != probe.parent:
+                missing.append(probe)
+                probe = probe.parent
+            run_dir.parent.mkdir(parents=True, exist_ok=True)
+            created = missing
+            try:
+                run_dir.mkdir()
+                created = [run_dir, *missing]
+            except FileExistsError:
+                if not run_dir.is_dir():
+                    raise SeddError(
+                        f"run directory {str(run_dir)!r} is a file: choose another --run-dir or --name"
+                    ) from None
+        lock = FileLock(run_dir / LOCK_FILE)
+        holder = lock.acquire()
+    except OSError as exc:
+        for folder in created:
             with contextlib.suppress(OSError):
                 folder.rmdir()
-    return run_dir
+        what = "use" if resume else "create"
+        raise SeddError(
+            f"cannot {what} the run directory {str(run_dir)!r}: {exc.strerror or exc}; "
+            "choose another --run-dir"
+        ) from None
+    if holder is not None:
+        who = f"process {holder}" if holder else "another process"
+        raise SeddError(
+            f"run directory {str(run_dir)!r} is in use by {who} (another `sedd train`): wait for it to "
+            "finish or stop it, or choose another --run-dir/--name"
+        )
+    claim = RunClaim(run_dir, lock, created)
+    try:
+        if not resume:
+            others = [p for p in run_dir.iterdir() if p.name != LOCK_FILE]
+            if others:
+                if not (lock.created is False and _restartable(run_dir)):
+                    raise _refusal(run_dir)
+                _clear_unfinished(run_dir)
+        _clean_stale(run_dir)
+    except BaseException:
+        claim.release()
+        raise
+    return claim
+
+
+def _clear_unfinished(run_dir: Path) -> None:
+    """Remove what a run that stopped before its first checkpoint wrote (all but the lock)."""
+    for p in run_dir.iterdir():
+        if p.name == LOCK_FILE:
+            continue
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p)
+        else:
+            p.unlink()
+
+
+def _clean_stale(run_dir: Path) -> None:
+    """Leftovers of a crash, removed under the lock: temporary files of atomic writes, checkpoint
+    folders being written (``.tmp``) or pruned (``.del``); an ``.old`` copy of a checkpoint whose
+    replacement never arrived is put back."""
+    for folder in (run_dir, run_dir / SAMPLES_DIR):
+        if folder.is_dir():
+            for p in folder.iterdir():
+                if _TEMP_NAME.search(p.name) and p.is_file():
+                    p.unlink()
+    root = run_dir / CHECKPOINTS_DIR
+    if root.is_dir():
+        for p in root.iterdir():
+            m = _STALE_CKPT.match(p.name)
+            if not m:
+                continue
+            final = root / p.name.rsplit(".", 1)[0]
+            if m.group(1) == "old" and not final.exists():
+                os.rename(p, final)
+            else:
+                shutil.rmtree(p, ignore_errors=True)
 
 
 _ARCH_SECTIONS = ("model", "graph", "noise")
@@ -316,22 +518,83 @@ def model_config_diff(run: Config, given: Config) -> list[str]:
     return out
 
 
+def _read_text(path: Path, what: str) -> str:
+    """The UTF-8 text of `path`, or a one-line SeddError naming it (and the byte offset)."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise SeddError(f"{what} {str(path)!r} is a folder, not a file") from None
+    except OSError as exc:
+        raise SeddError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SeddError(
+            f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start}: "
+            f"{data[exc.start : exc.start + 1]!r}); the file is damaged"
+        ) from None
+
+
 def resume_config(run_dir: str | Path, overrides: dict[str, Any] | None = None) -> Config:
-    """The saved config of `run_dir` updated with nested `overrides` (None values ignored)."""
+    """The saved config of `run_dir` updated with nested `overrides` (None values ignored); a
+    damaged config.yaml (not UTF-8, not YAML, bad values) is a one-line error naming it."""
+    from .config import yaml_load
+    from .errors import ConfigError
+
     run_dir = Path(run_dir)
     path = run_dir / CONFIG_FILE
-    if not path.is_file():
+    if not (run_dir / CONFIG_FILE).exists():
         raise SeddError(f"--resume {str(run_dir)!r}: not a sedd run (no {CONFIG_FILE})")
-    base = read_config(path)
+    text = _read_text(path, "the run's config")
+    try:
+        data = yaml_load(text) or {}
+        if not isinstance(data, dict):
+            raise ConfigError("it must hold a mapping of sections")
+        # train writes every section, the file ending in a newline: anything less was cut short
+        missing = [key for key in Config().to_dict() if key not in data]
+        if missing or not text.endswith("\n"):
+            raise ConfigError(
+                f"it is incomplete (missing {', '.join(missing)})"
+                if missing
+                else "its last line is cut short"
+            )
+        base = config_from_dict(data)
+    except ConfigError as exc:
+        raise ConfigError(f"the run's config {str(path)!r} is damaged: {exc}") from None
     return config_from_dict(drop_none(overrides or {}), base)
 
 
 def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
-    """The lines of a run's metrics.jsonl as dicts."""
+    """The records of a run's metrics.jsonl as dicts (each has an integer ``step``).
+
+    A last line cut short (no final newline and not a whole JSON record: a crash or a full disk in
+    the middle of a write) is ignored; any other line that is not a record is a SeddError naming
+    the file and the line."""
     path = Path(run_dir) / METRICS_FILE
-    if not path.is_file():
+    if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = _read_text(path, "the metrics file")
+    lines = text.split("\n")
+    out = []
+    for n, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+            if not isinstance(row, dict):
+                raise ValueError("not a JSON object")
+            step = row.get("step")
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise ValueError(f"step {step!r} is not a whole number")
+        except ValueError as exc:
+            if n == len(lines):  # the unterminated last line: a write cut short
+                break
+            raise SeddError(
+                f"the metrics file {str(path)!r} line {n} is not a metrics record ({str(exc)[:80]}): "
+                "delete that line (metrics are not needed to resume) and retry"
+            ) from None
+        out.append(row)
+    return out
 
 
 # --- distributed helpers ----------------------------------------------------------------------
@@ -495,35 +758,192 @@ def train(
 ) -> TrainResult:
     """Train a SEDD model from `config`, writing a run directory; see the module docstring.
 
-    `run_dir` defaults to ``runs/<config.name>-<timestamp>``; it must be empty or absent.
-    `resume` continues a run directory from its newest checkpoint; then `config` (optional)
-    may change training settings (max_steps, lr, ...) but not the model, graph or noise.
+    `run_dir` defaults to ``runs/<config.name>-<timestamp>``; it must be empty, absent, or a run
+    that stopped before its first checkpoint (started again in place). `resume` continues a run
+    directory from its newest checkpoint (a run with none is started again from step 0 with its
+    saved settings); then `config` (optional) may change training settings (max_steps, lr, ...)
+    but not the model, graph or noise. The run directory is locked (`claim_run_dir`) for the whole
+    call: a second `train` of the same run is refused with the holder's pid.
     """
     emit = on_step or (lambda event: None)
     dev = pick_device(device)
-    tune_cpu_allocator()
     dist = _Dist(dev.type)
+    claims: list[RunClaim] = []
     try:
         if dist.world > 1 and dev.type == "cuda":
             dev = torch.device("cuda", dist.local_rank)
             torch.cuda.set_device(dev)
             dist.device = dev
-        return _train(config, run_dir, resume, dev, emit, compile, dist)
+        return _train(config, run_dir, resume, dev, emit, compile, dist, claims)
     finally:
+        for claim in claims:
+            claim.release()
         dist.close()
 
 
-def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> TrainResult:
+def _write_failed(exc: WriteError, last_ckpt: str | None, run_dir: Path) -> SeddError:
+    """The one line for a write that failed mid-run: what failed, and what state the run is in."""
+    if last_ckpt:
+        state = (
+            f"the last good checkpoint {Path(last_ckpt).name} is kept; then continue with --resume {run_dir}"
+        )
+    elif (run_dir / CONFIG_FILE).is_file():
+        state = f"no checkpoint was written yet; then start it again with --resume {run_dir}"
+    else:
+        state = f"nothing was trained yet; then run the same command again (--run-dir {run_dir})"
+    return SeddError(f"{str(exc).removesuffix('; free some space and retry')}; free some space: {state}")
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+def _older_hint(ckpt: Path) -> str:
+    older = [p for _, p in list_checkpoints(ckpt.parent.parent) if p != ckpt]
+    if older:
+        return f"; delete {ckpt.name} to resume from {older[-1].name}"
+    return "; delete that checkpoint folder and start the run again with --resume"
+
+
+def _read_meta_checked(ckpt: Path, dir_step: int) -> dict[str, Any]:
+    """meta.json of a checkpoint, validated: a JSON object whose ``step`` is the folder's step, and
+    whose recorded files (``files``: bytes and sha256 per file) are intact."""
+    path = ckpt / META_FILE
+    hint = _older_hint(ckpt)
+
+    def bad(what: str) -> SeddError:
+        return SeddError(f"the checkpoint file {str(path)!r} is damaged: {what}{hint}")
+
+    try:
+        text = _read_text(path, "the checkpoint file")
+    except SeddError as exc:
+        raise SeddError(f"{exc}{hint}") from None
+    try:
+        meta = json.loads(text)
+    except ValueError as exc:
+        raise bad(f"not JSON ({str(exc)[:80]})") from None
+    if not isinstance(meta, dict):
+        raise bad(f"it holds a JSON {type(meta).__name__}, not an object")
+    if not _whole(meta.get("step")):
+        raise bad(f"step {meta.get('step')!r} is not a whole number")
+    if meta["step"] != dir_step:
+        raise bad(f"it says step {meta['step']} but the folder is {ckpt.name}")
+    files = meta.get("files", {})
+    if not isinstance(files, dict):
+        raise bad("'files' is not an object")
+    for name, info in files.items():
+        target = ckpt / str(name)
+        if not isinstance(info, dict) or "/" in str(name):
+            raise bad(f"the entry for {name!r} is not an object")
+        try:
+            size = target.stat().st_size
+        except OSError:
+            raise SeddError(f"the checkpoint file {str(target)!r} is missing{hint}") from None
+        if size != info.get("bytes"):
+            raise SeddError(
+                f"the checkpoint file {str(target)!r} is damaged: {size} bytes, {info.get('bytes')} were "
+                f"written{hint}"
+            )
+        digest = hashlib.sha256()
+        with open(target, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                digest.update(block)
+        if digest.hexdigest() != info.get("sha256"):
+            raise SeddError(
+                f"the checkpoint file {str(target)!r} is damaged: its sha256 differs from the one "
+                f"recorded in {META_FILE}{hint}"
+            )
+    return meta
+
+
+def _read_trainer_state(ckpt: Path, dir_step: int) -> dict[str, Any]:
+    """trainer.pt of a checkpoint, read with ``weights_only`` and checked field by field."""
+    _read_meta_checked(ckpt, dir_step)
+    path = ckpt / TRAINER_FILE
+    hint = _older_hint(ckpt)
+
+    def bad(what: str) -> SeddError:
+        return SeddError(f"the trainer state {str(path)!r} is damaged: {what}{hint}")
+
+    if not path.is_file():
+        raise SeddError(f"the trainer state {str(path)!r} is missing{hint}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # truncated zip, foreign pickle, ...
+        first = (re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).strip().splitlines() or [type(exc).__name__])[0]
+        raise bad(f"it cannot be read ({first[:120]})") from None
+    if not isinstance(state, dict):
+        raise bad(f"it holds a {type(state).__name__}, not a dict")
+    for key in ("step", "optimizer", "ema_num_updates", "rng", "data"):
+        if key not in state:
+            raise bad(f"it has no {key!r} entry")
+    if not _whole(state["step"]):
+        raise bad(f"step {state['step']!r} is not a whole number")
+    if state["step"] != dir_step:
+        raise bad(f"it says step {state['step']} but the folder is {ckpt.name}")
+    opt = state["optimizer"]
+    if not (
+        isinstance(opt, dict)
+        and isinstance(opt.get("state"), dict)
+        and isinstance(opt.get("param_groups"), list)
+    ):
+        raise bad("'optimizer' is not an optimizer state (a dict with 'state' and 'param_groups')")
+    if not _whole(state["ema_num_updates"]):
+        raise bad(f"ema_num_updates {state['ema_num_updates']!r} is not a whole number")
+    rng = state["rng"]
+    if not isinstance(rng, dict):
+        raise bad("'rng' is not a dict of generator states")
+    for key, like in (("generator", torch.Generator().get_state()), ("torch", torch.get_rng_state())):
+        value = rng.get(key)
+        if not (isinstance(value, torch.Tensor) and value.dtype == torch.uint8 and value.shape == like.shape):
+            raise bad(f"the {key} RNG state is not a uint8 tensor of {like.numel()} bytes")
+        try:
+            torch.Generator().set_state(value)
+        except RuntimeError as exc:
+            raise bad(f"the {key} RNG state is invalid ({str(exc).splitlines()[0][:80]})") from None
+    data = state["data"]
+    if not (isinstance(data, dict) and _whole(data.get("epoch")) and _whole(data.get("offset"))):
+        raise bad("'data' is not a position {'epoch', 'offset'} of whole numbers")
+    elapsed = state.get("elapsed", 0.0)
+    if isinstance(elapsed, bool) or not isinstance(elapsed, (int, float)) or not math.isfinite(elapsed):
+        raise bad(f"elapsed {elapsed!r} is not a number of seconds")
+    return state
+
+
+def _load_optimizer(optimizer, trainer_state: dict[str, Any], params, path: Path) -> None:
+    """Load the optimizer state and check each moment has its parameter's shape."""
+    try:
+        optimizer.load_state_dict(trainer_state["optimizer"])
+        for p in params:
+            for name, value in optimizer.state.get(p, {}).items():
+                if isinstance(value, torch.Tensor) and value.dim() > 0 and value.shape != p.shape:
+                    raise ValueError(f"{name} has shape {list(value.shape)}, its parameter {list(p.shape)}")
+    except (ValueError, KeyError, TypeError, RuntimeError, IndexError) as exc:
+        raise SeddError(
+            f"the trainer state {str(path)!r} does not fit the model's optimizer "
+            f"({str(exc).splitlines()[0][:120]}){_older_hint(path.parent)}"
+        ) from None
+
+
+def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist, claims: list) -> TrainResult:
     from .tokenizers import load_tokenizer
 
-    # -- resolve the config and the run directory; check everything before any work --------------
+    # -- resolve the config and claim the run directory; check everything before any work -------
     error: SeddError | None = None
     tokenizer = None
     trainer_state = None
     ckpt_path = None
+    kept_metrics: list[dict[str, Any]] | None = None  # resume: the metric lines to keep
+    note = ""
     try:
         if resume is not None:
             run = Path(resume)
+            if run_dir is not None and Path(run_dir).resolve() != run.resolve():
+                raise SeddError("give either --resume RUN or --run-dir, not both")
+            if not (run / CONFIG_FILE).exists():
+                raise SeddError(f"--resume {str(run)!r}: not a sedd run (no {CONFIG_FILE})")
+            if dist.main:
+                claims.append(claim_run_dir(run, resume=True))
             run_cfg = resume_config(run)
             if config is None:
                 config = run_cfg
@@ -536,21 +956,44 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> Tr
                         + " (drop those options, or start a new run)"
                     )
                 config = config_from_dict({"model": {"vocab_size": run_cfg.model.vocab_size}}, config)
+            config.validate()
             ckpts = list_checkpoints(run)
-            if not ckpts:
-                raise SeddError(f"--resume {str(run)!r}: the run has no complete checkpoint to continue from")
-            ckpt_path = ckpts[-1][1]
-            tokenizer = load_tokenizer(run)
-            if run_dir is not None and Path(run_dir).resolve() != run.resolve():
-                raise SeddError("give either --resume RUN or --run-dir, not both")
+            newest = ckpts[-1][0] if ckpts else -1
+            broken = sorted(
+                (int(m.group(1)), p)
+                for p in (run / CHECKPOINTS_DIR).glob("step_*")
+                if (m := _STEP_NAME.match(p.name)) and int(m.group(1)) > newest
+            )
+            if broken:  # our own crashes leave .tmp/.del folders only: this one was damaged
+                after = f"resume from {ckpts[-1][1].name}" if ckpts else "start the run again"
+                raise SeddError(
+                    f"the checkpoint {str(broken[-1][1])!r} is incomplete (no {META_FILE}): the run "
+                    f"directory was damaged; delete that folder to {after}"
+                )
+            if ckpts:
+                ckpt_step, ckpt_path = ckpts[-1]
+                trainer_state = _read_trainer_state(ckpt_path, ckpt_step)
+                if config.train.max_steps < ckpt_step:
+                    raise SeddError(
+                        f"--resume {str(run)!r}: the run is already at step {ckpt_step}, beyond "
+                        f"train.max_steps (--max-steps) {config.train.max_steps}: give a larger --max-steps"
+                    )
+                tokenizer = load_tokenizer(run)
+                if dist.main:
+                    kept = read_metrics(run)  # validated; a cut last line is dropped
+                    kept_metrics = [m for m in kept if m["step"] <= ckpt_step]
+            else:  # stopped before its first checkpoint: start it again in place
+                note = "; no checkpoint yet: started again from step 0"
+                if dist.main:
+                    kept_metrics = []
             run_dir = run
         else:
             if config is None:
                 raise SeddError("train() needs a Config (or resume=RUN)")
+            config.validate()
             run_dir = default_run_dir(config) if run_dir is None else run_dir
-            if dist.rank == 0:  # only rank 0 writes; others must not race its first files
-                run_dir = check_run_dir(run_dir)
-        config.validate()
+            if dist.rank == 0:  # only rank 0 writes; the others never touch the folder
+                claims.append(claim_run_dir(run_dir))
         tc = config.train
         rows = _micro_rows(tc.batch_size, dist.world, tc.accum, dist.rank)
     except SeddError as exc:
@@ -580,14 +1023,15 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> Tr
 
     if ckpt_path is not None:
         load_state_strict(model, load_weights(ckpt_path / WEIGHTS_FILE), str(ckpt_path))
-        ema.load(load_weights(ckpt_path / EMA_FILE))
-        try:
-            trainer_state = torch.load(ckpt_path / TRAINER_FILE, map_location="cpu", weights_only=True)
-        except Exception as exc:
+        ema_state = load_weights(ckpt_path / EMA_FILE)
+        missing = [k for k in ema.shadow if k not in ema_state or ema_state[k].shape != ema.shadow[k].shape]
+        if missing:
             raise SeddError(
-                f"cannot read {ckpt_path / TRAINER_FILE}: {str(exc).splitlines()[0][:160]}"
-            ) from None
-        optimizer.load_state_dict(trainer_state["optimizer"])
+                f"{str(ckpt_path / EMA_FILE)!r} does not fit the model (missing or mis-shaped: "
+                f"{', '.join(missing[:5])}){_older_hint(ckpt_path)}"
+            )
+        ema.load(ema_state)
+        _load_optimizer(optimizer, trainer_state, params, ckpt_path / TRAINER_FILE)
         for group in optimizer.param_groups:  # settings come from the config, state from the file
             group.update(betas=(tc.beta1, tc.beta2), eps=tc.adam_eps, weight_decay=tc.weight_decay)
         step = int(trainer_state["step"])
@@ -608,32 +1052,40 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> Tr
         )
         elapsed_before = float(trainer_state.get("elapsed", 0.0))
 
-    # -- run directory (rank 0) ----------------------------------------------------------------
+    # -- run directory (rank 0): settings, tokenizer, the metric lines up to the checkpoint -------
+    metrics_path = run_dir / METRICS_FILE
     if dist.main:
         try:
-            run_dir.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise SeddError(
-                f"cannot create the run directory {str(run_dir)!r}: {exc.strerror or exc}"
-            ) from None
-        (run_dir / SAMPLES_DIR).mkdir(exist_ok=True)
-        (run_dir / CHECKPOINTS_DIR).mkdir(exist_ok=True)
-        atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
-        tokenizer.save(run_dir)
-        if resume is not None:  # drop metric lines written after the checkpoint we continue from
-            kept = [m for m in read_metrics(run_dir) if int(m.get("step", 0)) <= step]
-            atomic_write_text(run_dir / METRICS_FILE, "".join(json.dumps(m) + "\n" for m in kept))
-        for stale in (run_dir / CHECKPOINTS_DIR).glob("*.tmp"):
-            shutil.rmtree(stale, ignore_errors=True)
+            atomic_write_text(run_dir / CONFIG_FILE, config.to_yaml())
+            try:
+                tokenizer.save(run_dir)
+            except OSError as exc:
+                raise write_error(run_dir / "tokenizer.json", exc) from None
+            try:
+                (run_dir / SAMPLES_DIR).mkdir(exist_ok=True)
+                (run_dir / CHECKPOINTS_DIR).mkdir(exist_ok=True)
+            except OSError as exc:
+                raise write_error(run_dir / CHECKPOINTS_DIR, exc) from None
+            if kept_metrics is not None:  # drop lines written after the checkpoint (and a cut one)
+                atomic_write_text(metrics_path, "".join(json.dumps(m) + "\n" for m in kept_metrics))
+        except WriteError as exc:
+            raise _write_failed(exc, str(ckpt_path) if ckpt_path else None, run_dir) from None
 
     if compile_model:  # the loss calls model.features (the trunk); compile that
         model.features = torch.compile(model.features, dynamic=True)
 
     max_steps = tc.max_steps
     tokens_per_step = tc.batch_size * L
-    emit(TrainEvent("start", step, max_steps, path=str(run_dir), message=_describe(config, model, dist, dev)))
+    emit(
+        TrainEvent(
+            "start", step, max_steps, path=str(run_dir), message=_describe(config, model, dist, dev) + note
+        )
+    )
 
-    metrics_f = open(run_dir / METRICS_FILE, "a") if dist.main else None  # noqa: SIM115
+    try:
+        metrics_f = open(metrics_path, "ab", buffering=0) if dist.main else None  # noqa: SIM115
+    except OSError as exc:
+        raise SeddError(f"cannot open {str(metrics_path)!r}: {exc.strerror or exc}") from None
     last_loss = last_lpt = last_val = None
     last_ckpt = str(ckpt_path) if ckpt_path is not None else None
     stopped = "max_steps"
@@ -733,6 +1185,7 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> Tr
                     log_t, log_step = now, step
                     _write_metrics(
                         metrics_f,
+                        metrics_path,
                         {
                             "step": step,
                             "loss": loss_value,
@@ -746,7 +1199,9 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> Tr
                 emit(event)
                 if val_blocks is not None and tc.eval_every > 0 and step % tc.eval_every == 0:
                     last_val = _validate(model, graph, noise, ema, val_blocks, config, dev, dist)
-                    _write_metrics(metrics_f, {"step": step, "val_loss": last_val, "elapsed": elapsed()})
+                    _write_metrics(
+                        metrics_f, metrics_path, {"step": step, "val_loss": last_val, "elapsed": elapsed()}
+                    )
                     emit(TrainEvent("eval", step, max_steps, val_loss=last_val, elapsed=elapsed()))
                     model.train()
                 if tc.sample_every > 0 and step % tc.sample_every == 0 and dist.main:
@@ -764,10 +1219,14 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: _Dist) -> Tr
             # ---- the end: a final validation and checkpoint ----------------------------------
             if val_blocks is not None and (last_val is None or tc.eval_every <= 0 or step % tc.eval_every):
                 last_val = _validate(model, graph, noise, ema, val_blocks, config, dev, dist)
-                _write_metrics(metrics_f, {"step": step, "val_loss": last_val, "elapsed": elapsed()})
+                _write_metrics(
+                    metrics_f, metrics_path, {"step": step, "val_loss": last_val, "elapsed": elapsed()}
+                )
                 emit(TrainEvent("eval", step, max_steps, val_loss=last_val, elapsed=elapsed()))
             if resumed_from is None or step != resumed_from:
                 checkpoint()
+    except WriteError as exc:
+        raise _write_failed(exc, last_ckpt, run_dir) from None
     finally:
         if metrics_f is not None:
             metrics_f.close()
@@ -802,10 +1261,10 @@ def _describe(config: Config, model, dist: _Dist, dev: torch.device) -> str:
     )
 
 
-def _write_metrics(f, row: dict[str, Any]) -> None:
+def _write_metrics(f, path: Path, row: dict[str, Any]) -> None:
+    """One JSON line appended to metrics.jsonl; a failed write leaves no half line behind."""
     if f is not None:
-        f.write(json.dumps(row) + "\n")
-        f.flush()
+        append_bytes(f, path, (json.dumps(row) + "\n").encode("utf-8"))
 
 
 @torch.no_grad()
@@ -873,40 +1332,67 @@ def _snapshot(model, graph, noise, ema, tokenizer, config, dev, run_dir: Path, s
 def _save_checkpoint(
     run_dir: Path, step, model, ema: EMA, optimizer, gen, order: DataOrder, elapsed, loss, val, tc
 ):
-    """checkpoints/step_XXXXXXXX/ written under a .tmp name, meta.json last, then renamed;
-    only the newest `keep_checkpoints` complete checkpoints are kept."""
+    """checkpoints/step_XXXXXXXX/ written under a .tmp name, meta.json last (with the size and
+    sha256 of every file, checked on resume), then renamed; only the newest `keep_checkpoints`
+    complete checkpoints are kept (each pruned one is renamed to ``.del`` before it is deleted, so
+    no half-deleted folder ever looks complete). A failed write removes the .tmp folder."""
     root = run_dir / CHECKPOINTS_DIR
     final = root / f"step_{step:08d}"
     tmp = root / f"step_{step:08d}.tmp"
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    tmp.mkdir(parents=True)
-    save_weights(tmp / WEIGHTS_FILE, model.state_dict())
-    save_weights(tmp / EMA_FILE, ema.state_dict(model))
-    rng: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": gen.get_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        rng["cuda"] = torch.cuda.get_rng_state()
-    state = {
-        "format": TRAINER_FORMAT,
-        "step": step,
-        "optimizer": optimizer.state_dict(),
-        "ema_num_updates": ema.num_updates,
-        "rng": rng,
-        "data": order.state(),
-        "elapsed": float(elapsed),
-    }
-    torch.save(state, tmp / TRAINER_FILE)
-    meta = {"step": step, "loss": loss, "val_loss": val, "elapsed": float(elapsed), "time": time.time()}
-    atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=2))
-    if final.exists():  # same step saved before (e.g. re-run after a crash): replace it
-        old = root / f"step_{step:08d}.old"
-        shutil.rmtree(old, ignore_errors=True)
-        os.rename(final, old)
-        os.rename(tmp, final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.rename(tmp, final)
+    try:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    except OSError as exc:
+        raise write_error(tmp, exc) from None
+    try:
+        files = {}
+
+        def record(name: str, digest: str) -> None:
+            files[name] = {"bytes": (tmp / name).stat().st_size, "sha256": digest}
+
+        record(WEIGHTS_FILE, save_weights(tmp / WEIGHTS_FILE, model.state_dict()))
+        record(EMA_FILE, save_weights(tmp / EMA_FILE, ema.state_dict(model)))
+        rng: dict[str, Any] = {"torch": torch.get_rng_state(), "generator": gen.get_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng["cuda"] = torch.cuda.get_rng_state()
+        state = {
+            "format": TRAINER_FORMAT,
+            "step": step,
+            "optimizer": optimizer.state_dict(),
+            "ema_num_updates": ema.num_updates,
+            "rng": rng,
+            "data": order.state(),
+            "elapsed": float(elapsed),
+        }
+        record(TRAINER_FILE, atomic_torch_save(state, tmp / TRAINER_FILE))
+        meta = {
+            "step": step,
+            "loss": loss,
+            "val_loss": val,
+            "elapsed": float(elapsed),
+            "time": time.time(),
+            "files": files,
+        }
+        atomic_write_text(tmp / META_FILE, json.dumps(meta, indent=2))
+        try:
+            if final.exists():  # same step saved before (e.g. re-run after a crash): replace it
+                old = root / f"step_{step:08d}.old"
+                shutil.rmtree(old, ignore_errors=True)
+                os.rename(final, old)
+                os.rename(tmp, final)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.rename(tmp, final)
+        except OSError as exc:
+            raise write_error(final, exc) from None
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
     if tc.keep_checkpoints > 0:
         for _, path in list_checkpoints(run_dir)[: -tc.keep_checkpoints]:
-            shutil.rmtree(path, ignore_errors=True)
+            doomed = path.with_name(path.name + ".del")
+            with contextlib.suppress(OSError):
+                os.rename(path, doomed)
+                shutil.rmtree(doomed, ignore_errors=True)
     return final

@@ -11,5 +11,8 @@ __all__ = ["app", "main"]
 
 
 def main() -> None:
-    """Console-script entry point."""
+    """Console-script entry point: tune the CPU allocator (opt out: SEDD_MALLOC=default), run."""
+    from ..allocator import tune_cpu_allocator
+
+    tune_cpu_allocator()
     app(prog_name="sedd")

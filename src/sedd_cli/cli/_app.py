@@ -37,7 +37,27 @@ app = typer.Typer(
 JsonOpt = Annotated[
     bool, typer.Option("--json", help="Print one JSON document on stdout instead of the human view.")
 ]
-SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same result.")]
+
+
+def _seed(value: int | None) -> int | None:
+    """--seed within what the seeding accepts ([0, 2**63 - 1]; the library's one check)."""
+    if value is None:
+        return value
+    from ..config import check_seed
+    from ..errors import SeddError
+
+    try:
+        return check_seed(value)
+    except SeddError as exc:
+        raise fail(str(exc)) from None
+
+
+SeedOpt = Annotated[
+    int,
+    typer.Option(
+        "--seed", help="Random seed in [0, 2**63 - 1]; the same seed gives the same result.", callback=_seed
+    ),
+]
 DeviceOpt = Annotated[
     str,
     typer.Option("--device", help="auto (cuda, then mps, then cpu) | cpu | cuda | mps.", show_default=True),
@@ -94,8 +114,24 @@ def handle_errors(fn: Callable) -> Callable:
             if os.environ.get("SEDD_DEBUG"):
                 raise
             raise fail("interrupted", 130) from None
+        except OSError as exc:  # a file the command could not read or write (the library names most)
+            if os.environ.get("SEDD_DEBUG") or isinstance(exc, BrokenPipeError):
+                raise
+            raise fail(_os_error_line(exc)) from None
 
     return wrapper
+
+
+def _os_error_line(exc: OSError) -> str:
+    """One line for an OSError: what failed and on which file (with the free space for a full disk)."""
+    import errno
+
+    if exc.filename is not None and exc.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        from ..runtime import write_error
+
+        return str(write_error(exc.filename, exc))
+    what = exc.strerror or str(exc) or type(exc).__name__
+    return f"{what}: {str(exc.filename)!r}" if exc.filename is not None else what
 
 
 def print_json(obj: Any) -> None:
@@ -120,7 +156,20 @@ def stderr_is_terminal() -> bool:
 
 
 def read_text_arg(text: str) -> str:
-    """A TEXT argument: ``-`` reads standard input."""
-    if text == "-":
+    """A TEXT argument: ``-`` reads standard input, which must be UTF-8 (one line naming the byte
+    offset of the first byte that is not)."""
+    if text != "-":
+        return text
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:  # a text stream without bytes underneath (tests, embedding)
         return sys.stdin.read()
-    return text
+    raw = stream.read()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        from ..errors import SeddError
+
+        raise SeddError(
+            f"standard input is not UTF-8 text ({exc.reason} at byte {exc.start}): pass text, "
+            "not a binary file"
+        ) from None

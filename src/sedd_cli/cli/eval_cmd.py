@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from ..errors import SeddError
 from ._app import DeviceOpt, JsonOpt, SeedOpt, command, print_json, stderr_is_terminal
 
 
@@ -77,8 +76,16 @@ def _print_bound(r) -> None:
     t.add_column()
     se = r.stderr_nll
     t.add_row("NLL bound (nats/token)", f"<= {_fmt(r.nll)} ± {_fmt(se)}")
+    if r.nll_per_record is not None:
+        per = r.n_tokens / max(r.n_blocks, 1)
+        t.add_row(
+            "NLL bound (nats/record)",
+            f"<= {_fmt(r.nll_per_record)} ± {_fmt(r.stderr_per_record)}  (one row; {per:.2f} tokens each)",
+        )
     t.add_row("  diffusion part", _fmt(r.nll_diffusion))
     t.add_row("  prior term", f"{_fmt(r.nll_prior, 6)}  ({_fmt(r.prior_per_position, 6)} nats/position)")
+    if r.nll_reconstruction > 0:
+        t.add_row("  t = 0 reconstruction", _fmt(r.nll_reconstruction, 6))
     t.add_row("perplexity", f"<= {_fmt(r.perplexity, 3)} ± {_fmt(r.stderr_perplexity, 3)}")
     t.add_row(unit, f"<= {_fmt(r.bits)} ± {_fmt(r.stderr_bits)}")
     t.add_row(
@@ -87,6 +94,7 @@ def _print_bound(r) -> None:
     t.add_row("time samples K", f"{r.mc} ({r.spacing} spacing, t >= {r.t_min:g})")
     t.add_row("speed", f"{r.tokens_per_second:,.0f} tokens/s ({r.seconds:.1f} s on {r.device})")
     t.add_row("what counts", r.token_rule)
+    t.add_row("bound on", r.bound_on)
     Console(soft_wrap=False).print(t)
 
 
@@ -102,6 +110,7 @@ def _print_generative(r) -> None:
     t.add_row("mean token NLL (nats)", _fmt(r.nll))
     t.add_row("unigram entropy per sample (nats)", _fmt(r.entropy))
     t.add_row("samples / tokens", f"{r.n_samples} / {r.n_tokens:,}")
+    t.add_row("scored", r.scored)
     Console(soft_wrap=False).print(t)
 
 
@@ -136,8 +145,15 @@ def perplexity_cmd(
             "validation for babynames, all for local files.",
         ),
     ] = None,
-    mc: Annotated[int, typer.Option("--mc", help="K, stratified time samples per block.")] = 16,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Blocks per forward pass.")] = 32,
+    mc: Annotated[int, typer.Option("--mc", help="K, stratified time samples per block (1 to 10,000).")] = 16,
+    batch_size: Annotated[
+        int | None,
+        typer.Option(
+            "--batch-size",
+            help="Blocks per forward pass (default 32); with --generative, sequences per evaluator pass "
+            "(default 8).",
+        ),
+    ] = None,
     max_blocks: Annotated[
         int | None, typer.Option("--max-blocks", help="Evaluate the first N blocks only.")
     ] = None,
@@ -177,15 +193,11 @@ def perplexity_cmd(
     error) of a model on held-out text, or the generative perplexity of samples.
 
     The bound integrates the diffusion-weighted score entropy over t in (0, 1] with K stratified
-    time samples per block and adds the prior term at t = 1 (docs/evaluation.md).
+    time samples per block and adds the prior term at t = 1 and, when sigma(0) > 0, the t = 0
+    reconstruction term. It bounds -log p^pi: the model started from the prior pi, not from the
+    all-mask start of sedd sample (docs/evaluation.md).
     """
-    if mc < 1:
-        raise SeddError(f"--mc must be at least 1 (time samples per sequence), got {mc}")
-    if batch_size < 1:
-        raise SeddError(f"--batch-size must be at least 1, got {batch_size}")
-    if spacing not in ("sqrt", "uniform"):
-        raise SeddError(f"--time-spacing must be sqrt or uniform, got {spacing!r}")
-
+    # --mc, --batch-size and --time-spacing are validated by the library (evaluate.check_mc, ...)
     if generative is not None:
         from ..evaluate import generative_perplexity
 
@@ -194,7 +206,7 @@ def perplexity_cmd(
             eval_model=eval_model,
             num_samples=num_samples,
             steps=steps,
-            batch_size=batch_size,
+            batch_size=8 if batch_size is None else batch_size,
             mc=mc,
             seed=seed,
             device=device,
@@ -213,7 +225,7 @@ def perplexity_cmd(
             data=data,
             split=split,
             mc=mc,
-            batch_size=batch_size,
+            batch_size=32 if batch_size is None else batch_size,
             max_blocks=max_blocks,
             seed=seed,
             device=device,

@@ -118,8 +118,9 @@ def convert(
 ) -> None:
     """Write any supported checkpoint as a sedd model folder: model.safetensors, config.yaml,
     tokenizer.json and meta.json (source, step, weights). Loading is strict."""
-    from ..checkpoint import convert_model
+    from ..checkpoint import check_convert_out, convert_model
 
+    check_convert_out(source, out, force=force)  # refusals before any progress line
     typer.echo(f"loading {source} ...", err=True)
     result = convert_model(source, out, weights=weights, force=force)
     if as_json:

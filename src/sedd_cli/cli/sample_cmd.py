@@ -91,6 +91,7 @@ OutOpt = Annotated[
     Path | None,
     typer.Option("--out", "-o", help="Write the samples to FILE (.jsonl: one JSON object a line)."),
 ]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing --out / --save-frames file.")]
 KeepEosOpt = Annotated[
     bool, typer.Option("--keep-eos", help="Keep text after the end-of-text token (GPT-2 models).")
 ]
@@ -132,6 +133,7 @@ def _check(
     frames: Path | None,
     temperature: float | None = None,
     top_p: float | None = None,
+    force: bool = False,
 ):
     if every < 1:
         raise SeddError(f"--every must be at least 1, got {every}")
@@ -146,6 +148,12 @@ def _check(
     for opt, path in (("--out", out), ("--save-frames", frames)):
         if path is not None and path.is_dir():
             raise SeddError(f"{opt} {str(path)!r} is a folder: give a file name")
+        if path is not None and path.exists() and not force:
+            raise SeddError(
+                f"{opt} {str(path)!r} exists: pass --force to overwrite it, or choose another name"
+            )
+    if out is not None and frames is not None and out.resolve() == frames.resolve():
+        raise SeddError("--out and --save-frames name the same file: give two names")
 
 
 def _write_out(path: Path, texts: list[str], result: Any, plain: list[str]) -> None:
@@ -159,8 +167,14 @@ def _write_out(path: Path, texts: list[str], result: Any, plain: list[str]) -> N
         body = "".join(t + "\n" + "=" * 80 + "\n" for t in plain)
     else:
         body = "".join(t + "\n" for t in plain)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(path, body)
+    try:  # atomic: a failed write (disk full) leaves no file, or the old one with --force
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(path, body)
+    except OSError as exc:
+        raise SeddError(
+            f"could not write the samples to {str(path)!r}: {exc.strerror or exc} "
+            f"({len(body.encode('utf-8')):,} bytes needed); nothing was written"
+        ) from None
     typer.echo(f"wrote {len(texts)} samples to {path}", err=True)
 
 
@@ -208,11 +222,12 @@ def sample_command(
     every: EveryOpt = 1,
     save_frames: FramesOpt = None,
     out: OutOpt = None,
+    force: ForceOpt = False,
     keep_eos: KeepEosOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Generate text from a model by running the reverse diffusion from all-masked sequences."""
-    _check(every, predictor, precision, out, save_frames, temperature, top_p)
+    _check(every, predictor, precision, out, save_frames, temperature, top_p, force)
     from ..samplers import sample
 
     pre = _loaded(model, device)
@@ -272,13 +287,14 @@ def infill_command(
     every: EveryOpt = 1,
     save_frames: FramesOpt = None,
     out: OutOpt = None,
+    force: ForceOpt = False,
     keep_eos: KeepEosOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Fill in masked positions, keeping the given text exactly (filled spans are highlighted)."""
     from ._app import read_text_arg
 
-    _check(every, predictor, precision, out, save_frames, temperature, top_p)
+    _check(every, predictor, precision, out, save_frames, temperature, top_p, force)
     if template is not None:
         template = read_text_arg(template)
     if template is None and not prefix and not suffix:

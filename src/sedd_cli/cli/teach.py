@@ -134,8 +134,8 @@ def _header(console: Console, graph: str, schedule: str, mask_id: int | None, se
     "noise",
     help_examples=(
         'sedd noise "Applying diffusion to text is kind of crazy" -t 0.35',
-        'sedd noise "Applying diffusion to text is kind of crazy" -t 0.35 --show-mask --seed 3',
-        'sedd noise "hello world" --tokenizer char --frames 6 --show-mask',
+        'sedd noise "Applying diffusion to text is kind of crazy" -t 0.35 --drop-mask --seed 3',
+        'sedd noise "hello world" --tokenizer char --frames 6',
         'sedd noise "hello world" --graph uniform -t 0.7 --json',
     ),
 )
@@ -153,14 +153,19 @@ def noise(
     seed: SeedOpt = 0,
     tokenizer: TokenizerOpt = "gpt2",
     show_mask: Annotated[
-        bool, typer.Option("--show-mask", help="Draw each masked token as █ instead of dropping it.")
-    ] = False,
+        bool,
+        typer.Option(
+            "--show-mask/--drop-mask",
+            help="Draw each masked token as █ (default), or drop it from the text: the seed's view, "
+            "where an absorbed token decodes to nothing.",
+        ),
+    ] = True,
     frames: Annotated[
         int | None,
         typer.Option(
             "--frames",
-            help="Also show the text at N times from 0 to 1 with one coupled draw (so the corruption "
-            "only grows).",
+            help="Also show the text at N times from 0 to 1 (2 <= N <= 1000) with one coupled draw "
+            "(so the corruption only grows).",
         ),
     ] = None,
     json_out: JsonOpt = False,
@@ -168,8 +173,8 @@ def noise(
     """Run the forward process on TEXT at time t: each token moves with probability 1 - e^(-sigma(t)).
 
     Shows t, sigma(t), the move chance, which positions flipped (the Hamming distance), the
-    corrupted ids and the decoded text, with masks dropped (as in the paper's demo) or drawn
-    with --show-mask.
+    corrupted ids and the decoded text, with each mask drawn as █ (or, with --drop-mask, dropped
+    as in the seed's demo, where an absorbed token decodes to nothing).
     """
     from ..demos import noise_text
 
@@ -233,7 +238,7 @@ def noise(
 @command(
     "cipher-demo",
     help_examples=(
-        'sedd cipher-demo "Hello world"',
+        'sedd cipher-demo "Applying diffusion to text is kind of crazy" -n 1',
         'sedd cipher-demo "Applying diffusion to text is kind of crazy" -n 3 -t 0.35',
         'sedd cipher-demo "hello world" --tokenizer char --json',
     ),

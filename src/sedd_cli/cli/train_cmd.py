@@ -44,7 +44,18 @@ def _overrides(config_file: Path | None, options: dict[str, Any], sets: list[str
     if config_file is not None:
         if not config_file.is_file():
             raise ConfigError(f"config file {str(config_file)!r} not found")
-        loaded = yaml_load(config_file.read_text()) or {}
+        raw = config_file.read_bytes()
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ConfigError(
+                f"config file {str(config_file)!r} is not UTF-8 text (byte {exc.start}: "
+                f"{raw[exc.start : exc.start + 1]!r})"
+            ) from None
+        try:
+            loaded = yaml_load(text) or {}
+        except ConfigError as exc:
+            raise ConfigError(f"config file {str(config_file)!r}: {exc}") from None
         if not isinstance(loaded, dict):
             raise ConfigError(f"config file {str(config_file)!r} must hold a mapping of sections")
         data = _merge(data, loaded)
@@ -100,7 +111,8 @@ def train_command(
 ) -> None:
     """Train a SEDD model. With no options: the [bold]names[/bold] preset on the embedded US
     baby-names data, on the CPU in minutes. Writes runs/NAME/ (config, tokenizer, metrics.jsonl,
-    samples/, checkpoints/); Ctrl-C saves a checkpoint and stops; --resume continues exactly."""
+    samples/, checkpoints/); Ctrl-C saves a checkpoint and exits with status 130; --resume
+    continues exactly."""
     from ..config import load_preset
 
     rank = int(os.environ.get("RANK", 0))
@@ -110,9 +122,19 @@ def train_command(
         raise SeddError("--resume continues a run in place: drop --run-dir/--name")
     if nproc < 1:
         raise SeddError(f"--nproc must be at least 1, got {nproc}")
+    if max_steps is not None and max_steps < 1:
+        raise SeddError(f"--max-steps must be at least 1, got {max_steps}")
     if name is not None:
-        if not name or "/" in name or name in (".", ".."):
+        if not name or "/" in name or "\0" in name or name in (".", ".."):
             raise SeddError(f"--name {name!r} must be a plain folder name; use --run-dir for a path")
+        from ..trainer import _name_max
+
+        size, limit = len(os.fsencode(name)), _name_max(Path("runs"))
+        if size > limit:
+            raise SeddError(
+                f"--name is {size} bytes long, but the file system allows at most {limit} bytes per "
+                "name: choose a shorter --name"
+            )
         run_dir = Path("runs") / name
 
     options = {
@@ -179,12 +201,14 @@ def train_command(
         if rank != 0:  # rank 0 prints the message; the others exit quietly
             raise typer.Exit(1) from None
         raise
-    if rank != 0:
-        return
-    if json_out:
-        print_json(result.to_dict())
-    else:
-        _summary(result)
+    interrupted = result.stopped_reason == "interrupted"
+    if rank == 0:
+        if json_out:
+            print_json(result.to_dict())
+        else:
+            _summary(result)
+    if interrupted:  # the checkpoint is saved; 130 tells `sedd train && ...` not to go on
+        raise typer.Exit(130)
 
 
 def _summary(result) -> None:
@@ -235,6 +259,9 @@ def _launch(nproc, cfg, model, resume, run_dir, device, json_out, compile_, over
     except Exception as exc:  # ChildFailedError: the failing rank printed its own message
         if os.environ.get("SEDD_DEBUG"):
             raise
+        codes = {getattr(f, "exitcode", None) for f in getattr(exc, "failures", {}).values()}
+        if codes == {130}:  # every process was interrupted and saved: the interrupt's status
+            raise typer.Exit(130) from None
         print(f"error: {nproc} training processes did not finish ({type(exc).__name__})", file=sys.stderr)
         raise typer.Exit(1) from None
 
