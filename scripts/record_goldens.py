@@ -43,14 +43,9 @@ if str(REPO) not in sys.path:  # tests.helpers (the formula init) when run as a 
     sys.path.insert(0, str(REPO))
 
 import torch  # noqa: E402
+from tests.helpers import NAMES  # noqa: E402
 
 ALPHABET = "abcdefghijklmnopqrstuvwxyz"
-NAMES = (
-    "emma olivia ava isabella sophia mia charlotte amelia harper evelyn abigail emily elizabeth "
-    "sofia avery ella scarlett grace chloe victoria riley aria lily aubrey zoey penelope lillian "
-    "liam noah william james oliver benjamin elijah lucas mason logan alexander ethan jacob michael "
-    "daniel henry jackson sebastian aiden matthew samuel david joseph carter owen wyatt john jack"
-).split()
 GRAPHS = {"absorb": "loglinear", "uniform": "geometric"}  # graph -> its noise schedule
 STEPS, NUM, BATCH = 6, 3, 2  # two batches per call: the generator carries across them
 SEED = 1234

@@ -10,6 +10,14 @@ from sedd_cli.config import ModelConfig
 
 from .conftest import REFERENCE
 
+# 60 common first names: a small local corpus for tiny training runs (no download)
+NAMES = (
+    "emma olivia ava isabella sophia mia charlotte amelia harper evelyn abigail emily elizabeth "
+    "sofia avery ella scarlett grace chloe victoria riley aria lily aubrey zoey penelope lillian "
+    "liam noah william james oliver benjamin elijah lucas mason logan alexander ethan jacob michael "
+    "daniel henry jackson sebastian aiden matthew samuel david joseph carter owen wyatt john jack"
+).split()
+
 
 def golden() -> dict:
     return json.loads((REFERENCE / "golden-tiny.json").read_text())

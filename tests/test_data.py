@@ -311,7 +311,6 @@ def test_unreachable_hub_without_offline_flag_fails_at_once_without_the_hub_libr
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
     monkeypatch.setenv("HF_ENDPOINT", url)
     monkeypatch.setattr(hub, "PROBE_TIMEOUT_S", 0.5)
-    monkeypatch.setattr(hub.reachable, "__defaults__", (0.5,))
     monkeypatch.setattr(hub, "_probed", {})
 
     def never(*a, **k):

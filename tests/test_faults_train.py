@@ -42,14 +42,10 @@ from sedd_cli.errors import SeddError
 from sedd_cli.runtime import FileLock
 from sedd_cli.trainer import LOCK_FILE, claim_run_dir, read_metrics, train
 
+from .helpers import NAMES
+
 REPO = Path(__file__).resolve().parents[1]
 
-NAMES = (
-    "emma olivia ava isabella sophia mia charlotte amelia harper evelyn abigail emily elizabeth "
-    "sofia avery ella scarlett grace chloe victoria riley aria lily aubrey zoey penelope lillian "
-    "liam noah william james oliver benjamin elijah lucas mason logan alexander ethan jacob michael "
-    "daniel henry jackson sebastian aiden matthew samuel david joseph carter owen wyatt john jack"
-).split()
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

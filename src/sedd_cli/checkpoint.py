@@ -660,7 +660,7 @@ def _hub_cache_dir() -> Path:
 
 
 def _hub_offline() -> bool:
-    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+    return hub_probe.offline_flag(("HF_HUB_OFFLINE",))
 
 
 def _hub_files(repo_id: str) -> tuple[Path, Path]:

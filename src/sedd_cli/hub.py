@@ -19,12 +19,10 @@ PROBE_TIMEOUT_S = 3.0  # one probe per process; a live hub answers well within i
 _probed: dict[str, bool] = {}
 
 
-def offline_flag() -> bool:
-    """True when the user switched the hub off (``HF_HUB_OFFLINE`` or ``HF_DATASETS_OFFLINE``)."""
-    return any(
-        os.environ.get(k, "").strip().lower() in _OFFLINE_VALUES
-        for k in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
+def offline_flag(names: tuple[str, ...] = ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")) -> bool:
+    """True when the user switched the hub off through one of the variables `names` (datasets
+    honour both; hub models only ``HF_HUB_OFFLINE``)."""
+    return any(os.environ.get(k, "").strip().lower() in _OFFLINE_VALUES for k in names)
 
 
 def endpoint() -> str:
@@ -43,10 +41,12 @@ def _answers(url: str, timeout: float) -> bool:
         return False
 
 
-def reachable(timeout: float = PROBE_TIMEOUT_S) -> bool:
-    """Whether the hub endpoint answers an HTTP request within `timeout` seconds (cached per
-    process and endpoint). The probe runs in a thread joined with the same timeout, so a name
-    lookup that hangs (which `urlopen`'s timeout does not cover) cannot stall the caller."""
+def reachable(timeout: float | None = None) -> bool:
+    """Whether the hub endpoint answers an HTTP request within `timeout` seconds (default
+    `PROBE_TIMEOUT_S`, read at call time; cached per process and endpoint). The probe runs in a
+    thread joined with the same timeout, so a name lookup that hangs (which `urlopen`'s timeout
+    does not cover) cannot stall the caller."""
+    timeout = PROBE_TIMEOUT_S if timeout is None else timeout
     url = endpoint()
     if url in _probed:
         return _probed[url]
