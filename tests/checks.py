@@ -35,5 +35,6 @@ def origins(fragment: str) -> list[str]:
 def assert_checked_once(fragment: str) -> str:
     found = origins(fragment)
     assert len(found) == 1, f"{fragment!r} should have one origin in the library, found {found}"
-    assert not found[0].startswith("cli/"), f"{fragment!r} is checked in the CLI ({found[0]}), not the library"
-    return found[0]
+    where = found[0]
+    assert not where.startswith("cli/"), f"{fragment!r} is checked in the CLI ({where}), not the library"
+    return where
