@@ -22,7 +22,7 @@ from __future__ import annotations
 from .blocks import TokenBlocks
 from .cache import cache_root
 from .detokenizers import detokenize, lambada_detokenize, lm1b_detokenize, ptb_detokenize, wikitext_detokenize
-from .prepare import prepare_data
+from .prepare import check_max_blocks, prepare_data
 from .records import build_tokenizer, load_texts
 from .sources import DATASETS, FILE_FORMATS, SPLITS, Source, in_validation, resolve_source
 
@@ -43,4 +43,5 @@ __all__ = [
     "lambada_detokenize",
     "cache_root",
     "in_validation",
+    "check_max_blocks",
 ]

@@ -25,7 +25,7 @@ from .cache import cache_key, cache_root, fsync_replace, load_cached, storage_dt
 from .records import empty_split_error, iter_records
 from .sources import check_split
 
-__all__ = ["prepare_data"]
+__all__ = ["prepare_data", "check_max_blocks"]
 
 OnStep = Callable[[dict[str, Any]], None]
 
@@ -41,24 +41,24 @@ class _Stream:
     weight_parts: list[np.ndarray] = field(default_factory=list)
 
 
+def check_max_blocks(max_blocks: int | None, name: str = "max_blocks") -> None:
+    """A SeddError unless `max_blocks` (rows to read at most; `name` is the option) is None or >= 1."""
+    if max_blocks is not None and max_blocks < 1:
+        raise SeddError(f"{name} must be at least 1 block, got {max_blocks}")
+
+
 def _check_request(cfg: Config, tokenizer: Tokenizer, split: str, max_blocks: int | None) -> int:
     """The row length ``L``, once split, length, layout, `max_blocks` and weighting are usable."""
     check_split(split)
-    d = cfg.data
-    length = int(cfg.model.length)
-    if length < 2:
-        raise SeddError(f"model.length must be at least 2, got {length}")
-    if d.layout not in ("pack", "pad"):
-        raise SeddError(f"data.layout must be pack or pad, got {d.layout!r}")
-    if max_blocks is not None and max_blocks < 1:
-        raise SeddError(f"max_blocks must be at least 1, got {max_blocks}")
+    d = cfg.validate().data  # model.length >= 2, data.layout in (pack, pad): the config's own checks
+    check_max_blocks(max_blocks)
     if d.layout == "pack" and tokenizer.eos_id is None:
         raise SeddError(f"the {tokenizer.kind} tokenizer has no end-of-text id, which data.layout=pack needs")
     if d.layout == "pad" and tokenizer.pad_id is None:
         raise SeddError(f"the {tokenizer.kind} tokenizer has no pad id, which data.layout=pad needs")
     if d.weighting == "count" and d.layout != "pad":
         raise SeddError("data.weighting=count weights one record per row: it needs data.layout=pad")
-    return length
+    return int(cfg.model.length)
 
 
 def _tokenize_to(
