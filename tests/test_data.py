@@ -209,7 +209,7 @@ def test_cache_hit_skips_reading_and_file_change_invalidates(tmp_path, monkeypat
     def boom(*a, **k):
         raise AssertionError("the cache was missed")
 
-    monkeypatch.setattr(data, "_records", boom)
+    monkeypatch.setattr(data.prepare, "iter_records", boom)  # the reader prepare_data calls
     events = []
     again = data.prepare_data(cfg, tok, "train", on_step=events.append)
     assert torch.equal(first.tokens, again.tokens) and again.tokens.dtype == torch.int64
@@ -226,7 +226,7 @@ def test_memory_mapped_blocks_batch_as_int64(tmp_path, monkeypatch):
     cfg = _cfg(path, length=6, valid_fraction=0.0)
     tok = data.build_tokenizer(cfg)
     in_memory = data.prepare_data(cfg, tok, "train")
-    monkeypatch.setattr(data, "_IN_MEMORY_MAX", 0)
+    monkeypatch.setattr(data.cache, "_IN_MEMORY_MAX", 0)
     mapped = data.prepare_data(cfg, tok, "train")
     idx = torch.tensor([3, 0, 7])
     out = mapped.batch(idx)

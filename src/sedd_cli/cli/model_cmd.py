@@ -59,7 +59,7 @@ def _origin_text(origin: dict) -> str:
 )
 def info(model: ModelArg = None, weights: WeightsOpt = "ema", as_json: JsonOpt = False) -> None:
     """Show a model's configuration, size, vocabulary, graph, schedule, step and weight origin."""
-    from ..checkpoint import load_pretrained
+    from ..checkpoints import load_pretrained
 
     pre = load_pretrained(model, device="cpu", weights=weights)
     s = pre.summary()
@@ -118,11 +118,12 @@ def convert(
 ) -> None:
     """Write any supported checkpoint as a sedd model folder: model.safetensors, config.yaml,
     tokenizer.json and meta.json (source, step, weights). Loading is strict."""
-    from ..checkpoint import check_convert_out, convert_model
+    from ..checkpoints import convert_model
 
-    check_convert_out(source, out, force=force)  # refusals before any progress line
-    typer.echo(f"loading {source} ...", err=True)
-    result = convert_model(source, out, weights=weights, force=force)
+    def loading() -> None:  # after the library's refusals, before the model loads
+        typer.echo(f"loading {source} ...", err=True)
+
+    result = convert_model(source, out, weights=weights, force=force, on_loading=loading)
     if as_json:
         print_json(
             {

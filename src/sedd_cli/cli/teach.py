@@ -333,7 +333,7 @@ def loss(
     V real tokens for display), the per-token score entropy l and the total loss
     sum dsigma(t) l in nats (sedd-spec §2.4-2.5). An untrained model costs (1/t) log V per mask.
     """
-    from ..checkpoint import load_pretrained
+    from ..checkpoints import load_pretrained
     from ..demos import check_t, check_text, loss_text
 
     body = check_text(_text(text))
