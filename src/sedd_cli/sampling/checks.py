@@ -45,7 +45,7 @@ def check_num_samples(num_samples: int) -> None:
 
 def check_batch_size(batch_size: int) -> None:
     if batch_size < 1:
-        raise SeddError(f"--batch-size must be at least 1, got {batch_size}")
+        raise SeddError(f"--batch-size (sequences per batch) must be at least 1, got {batch_size}")
 
 
 def check_length(length: int, max_length: int | None = None) -> None:
