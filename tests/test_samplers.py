@@ -28,6 +28,8 @@ from sedd_cli.graph import Absorbing, Uniform
 from sedd_cli.noise import GeometricNoise, LogLinearNoise
 from sedd_cli.samplers import (
     PREDICTORS,
+    AbsorbingAnalyticPredictor,
+    AbsorbingEulerPredictor,
     AnalyticPredictor,
     EulerPredictor,
     Predictor,
@@ -302,14 +304,14 @@ def test_masked_weights_equal_full_formula():
     score = torch.rand(7, 6, generator=gen, dtype=torch.float64) * 0.3
     score[:, 5] = 1.0  # the current (mask) entry: log-score 0
     x = torch.full((7,), 5)
-    for cls in (AnalyticPredictor, EulerPredictor):
+    for cls in (AbsorbingAnalyticPredictor, AbsorbingEulerPredictor):  # both formulas on one class
         pred = cls(graph, noise)
         full = pred.weights(score[None], x[None], 0.6, 0.05)[0]  # [7, 6]
         c, stay = pred.masked_weights(score[:, :5].sum(-1), 0.6, 0.05)
         assert torch.allclose(full[:, :5], c * score[:, :5], rtol=1e-12)
         assert torch.allclose(full[:, 5], stay, rtol=1e-12)
     # analytic weights of a masked row sum to 1 when score_M = 1 (sedd-spec §10.5)
-    c, stay = AnalyticPredictor(graph, noise).masked_weights(score[:, :5].sum(-1), 0.6, 0.05)
+    c, stay = AbsorbingAnalyticPredictor(graph, noise).masked_weights(score[:, :5].sum(-1), 0.6, 0.05)
     assert torch.allclose(c * score[:, :5].sum(-1) + stay, torch.ones(7, dtype=torch.float64))
 
 

@@ -1,6 +1,6 @@
 """`sedd sample`, `sedd infill` (docs/sampling.md).
 
-Heavy imports (torch, the samplers, Rich Live) happen inside the command bodies.
+Heavy imports (torch, the sampling package, Rich Live) happen inside the command bodies.
 """
 
 from __future__ import annotations
@@ -135,25 +135,17 @@ def _check(
     top_p: float | None = None,
     force: bool = False,
 ):
-    if every < 1:
-        raise SeddError(f"--every must be at least 1, got {every}")
-    from ..samplers import PRECISIONS, PREDICTORS, check_shaping
+    """The library's checks of the options that can fail before a model is loaded."""
+    from ..sampling import check_predictor, check_shaping
+    from ..sampling.checks import check_every, check_outputs, check_precision
 
+    check_every(every)
     check_shaping(1.0 if temperature is None else temperature, 1.0 if top_p is None else top_p)
-
-    if predictor is not None and predictor not in PREDICTORS:
-        raise SeddError(f"unknown predictor {predictor!r}: choose from {', '.join(PREDICTORS)}")
-    if precision is not None and precision not in PRECISIONS:
-        raise SeddError(f"--precision must be float64 or float32, got {precision!r}")
-    for opt, path in (("--out", out), ("--save-frames", frames)):
-        if path is not None and path.is_dir():
-            raise SeddError(f"{opt} {str(path)!r} is a folder: give a file name")
-        if path is not None and path.exists() and not force:
-            raise SeddError(
-                f"{opt} {str(path)!r} exists: pass --force to overwrite it, or choose another name"
-            )
-    if out is not None and frames is not None and out.resolve() == frames.resolve():
-        raise SeddError("--out and --save-frames name the same file: give two names")
+    if predictor is not None:
+        check_predictor(predictor)
+    if precision is not None:
+        check_precision(precision)
+    check_outputs(out, frames, force)
 
 
 def _write_out(path: Path, texts: list[str], result: Any, plain: list[str]) -> None:
@@ -228,7 +220,7 @@ def sample_command(
 ) -> None:
     """Generate text from a model by running the reverse diffusion from all-masked sequences."""
     _check(every, predictor, precision, out, save_frames, temperature, top_p, force)
-    from ..samplers import sample
+    from ..sampling import sample
 
     pre = _loaded(model, device)
     with _Watch(pre, show_intermediate, every, save_frames) as watch:
@@ -297,10 +289,11 @@ def infill_command(
     _check(every, predictor, precision, out, save_frames, temperature, top_p, force)
     if template is not None:
         template = read_text_arg(template)
-    if template is None and not prefix and not suffix:
-        raise SeddError("nothing to infill: give a TEMPLATE with [MASK], or --prefix and/or --suffix")
+    from ..sampling.checks import check_infill_request
+
+    check_infill_request(template, prefix, suffix)
     from ..display import infill_plain, infill_text
-    from ..samplers import infill
+    from ..sampling import infill
 
     pre = _loaded(model, device)
     with _Watch(pre, show_intermediate, every, save_frames) as watch:

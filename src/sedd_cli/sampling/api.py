@@ -1,0 +1,195 @@
+"""The entries `sample` and `infill`: load the model, resolve the options, run the batches, decode.
+
+Options left None come from the model's ``sample:`` settings (`_resolve`); every option is
+checked (`checks.py`) before any sampling. All samples of one call draw from one generator
+seeded with `seed`, batch after batch, so a split into batches changes nothing but speed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from ..config import check_shaping
+from ..tokenizers import UnencodableText
+from .checks import check_precision, check_run
+from .decoding import decode_samples, infill_segments
+from .driver import StepEvent, generate
+from .predictors import check_predictor
+from .results import InfillResult, SampleResult
+from .templates import fixed_ids, is_pad_layout, pad_tail, slots, spans
+
+
+@dataclass
+class _Settings:
+    """The resolved options of one call (what `SampleResult` records besides texts and ids)."""
+
+    steps: int
+    predictor: str
+    num_samples: int
+    batch_size: int
+    eps: float
+    denoise: bool
+    precision: str
+    temperature: float
+    top_p: float
+    seed: int
+
+    def record(self) -> dict[str, Any]:
+        """The fields `SampleResult` takes from these settings."""
+        keep = ("steps", "predictor", "precision", "seed", "eps", "denoise", "temperature", "top_p")
+        return {k: v for k, v in asdict(self).items() if k in keep} | {"nfe": self.steps + int(self.denoise)}
+
+
+def _resolve(pre: Any, seed: int, **given: Any) -> _Settings:
+    """`given` options, None ones from the model's ``sample:`` settings; shaping checked."""
+    s = pre.config.sample
+    v = {k: getattr(s, k) if val is None else val for k, val in given.items()}
+    for k in ("temperature", "top_p"):  # given ones as floats; the model's as they are
+        if given[k] is not None:
+            v[k] = float(given[k])
+    check_shaping(v["temperature"], v["top_p"])
+    return _Settings(seed=seed, **v)
+
+
+def _load(source: Any, device: str) -> Any:
+    if hasattr(source, "model") and hasattr(source, "graph") and hasattr(source, "tokenizer"):
+        return source
+    from ..checkpoint import load_pretrained
+
+    return load_pretrained(None if source is None else str(source), device=device)
+
+
+def _run_batches(
+    pre: Any,
+    opts: _Settings,
+    run_length: int,
+    fixed: torch.Tensor | None,
+    on_step: Callable[[StepEvent], None] | None,
+) -> tuple[torch.Tensor, float]:
+    """All samples ``[num_samples, run_length]`` in batches of at most ``batch_size``; `fixed`
+    ``[run_length]`` holds the given ids (-1 = free). Returns ids on the CPU and wall seconds."""
+    device = pre.device
+    gen = torch.Generator(device=device).manual_seed(int(opts.seed))
+    check_predictor(opts.predictor)  # before any work
+    projector = None
+    if fixed is not None:
+        fixed_d = fixed.to(device)
+        given = fixed_d >= 0  # [L]
+
+        def projector(x: torch.Tensor) -> torch.Tensor:
+            return torch.where(given, fixed_d, x)
+
+    start = time.perf_counter()
+    chunks = []
+    for b, first in enumerate(range(0, opts.num_samples, opts.batch_size)):
+        n = min(opts.batch_size, opts.num_samples - first)
+        x = generate(
+            pre.model, pre.graph, pre.noise, batch_size=n, length=run_length, steps=opts.steps,
+            predictor=opts.predictor, eps=opts.eps, denoise=opts.denoise, precision=opts.precision,
+            device=device, generator=gen, projector=projector, on_step=on_step, batch_index=b,
+            offset=first, temperature=opts.temperature, top_p=opts.top_p,
+        )  # fmt: skip
+        chunks.append(x.cpu())
+    return torch.cat(chunks), time.perf_counter() - start
+
+
+def sample(
+    source: Any = None,
+    *,
+    steps: int | None = None,
+    predictor: str | None = None,
+    num_samples: int | None = None,
+    batch_size: int | None = None,
+    length: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    eps: float | None = None,
+    denoise: bool | None = None,
+    precision: str | None = None,
+    keep_eos: bool = False,
+    on_step: Callable[[StepEvent], None] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+) -> SampleResult:
+    """Unconditional samples from a model.
+
+    `source`: a run directory, checkpoint, model folder or pretrained id (see
+    `checkpoint.load_pretrained`; None = the newest run under ``./runs``), or an already loaded
+    `Pretrained`. Options left None come from the model's ``sample`` settings. `length` defaults
+    to the model's trained length; for pad-layout models (names) a shorter `length` fixes the
+    positions after it to the pad id, so texts have at most `length` tokens.
+    """
+    pre = _load(source, device)
+    opts = _resolve(
+        pre, seed, steps=steps, predictor=predictor, num_samples=num_samples, batch_size=batch_size,
+        eps=eps, denoise=denoise, precision=precision, temperature=temperature, top_p=top_p,
+    )  # fmt: skip
+    length = pre.config.model.length if length is None else length
+    check_run(opts.steps, opts.num_samples, opts.batch_size, length, pre.config.model.length)
+    check_precision(opts.precision)
+    run_length, fixed = pad_tail(pre, length)
+    ids, wall = _run_batches(pre, opts, run_length, fixed, on_step)
+    ids = ids[:, :length]
+    texts = decode_samples(ids, pre.tokenizer, pad_layout=is_pad_layout(pre), keep_eos=keep_eos)
+    return SampleResult(
+        texts=texts, ids=ids, wall_s=wall, source=pre.source, length=length, device=str(pre.device),
+        **opts.record(),
+    )  # fmt: skip
+
+
+def infill(
+    source: Any = None,
+    *,
+    prefix: str | None = None,
+    suffix: str | None = None,
+    template: str | None = None,
+    length: int | None = None,
+    steps: int | None = None,
+    predictor: str | None = None,
+    num_samples: int | None = None,
+    batch_size: int | None = None,
+    seed: int = 0,
+    device: str = "auto",
+    eps: float | None = None,
+    denoise: bool | None = None,
+    precision: str | None = None,
+    keep_eos: bool = False,
+    on_step: Callable[[StepEvent], None] | None = None,
+    temperature: float | None = None,
+    top_p: float | None = None,
+) -> InfillResult:
+    """Fill the masked positions of a template, or the gap between a prefix and a suffix.
+
+    Template form (`template`): ``[MASK]`` = one token to fill, ``[MASK:N]`` = N tokens; the text
+    in between is tokenized piecewise and kept exactly. Its length is the template's token count
+    (`length` may extend it: the extra positions are free, or pad for pad-layout models).
+    Prefix/suffix form: the prefix ids at positions ``0..``, the suffix ids ending at ``length - 1``
+    (`length` defaults to the model's length). Given tokens are re-imposed before every step
+    (the projector), so they never change. Other options as in `sample`.
+    """
+    pre = _load(source, device)
+    opts = _resolve(
+        pre, seed, steps=steps, predictor=predictor, num_samples=num_samples, batch_size=batch_size,
+        eps=eps, denoise=denoise, precision=precision, temperature=temperature, top_p=top_p,
+    )  # fmt: skip
+    try:
+        row, length = slots(pre, template, prefix, suffix, length)
+    except UnencodableText as exc:  # say which model's vocabulary it was
+        raise UnencodableText(f"model {pre.source}: {exc}") from None
+    check_run(opts.steps, opts.num_samples, opts.batch_size, length, pre.config.model.length)
+    check_precision(opts.precision)
+    run_length, fixed = fixed_ids(pre, row, length)
+    ids, wall = _run_batches(pre, opts, run_length, fixed, on_step)
+    ids = ids[:, :length]
+    filled = spans([s is None for s in row])
+    segments = infill_segments(ids, pre.tokenizer, filled, pad_layout=is_pad_layout(pre), keep_eos=keep_eos)
+    return InfillResult(
+        texts=["".join(s for s, _ in segs) for segs in segments], ids=ids, wall_s=wall,
+        source=pre.source, length=length, device=str(pre.device), **opts.record(),
+        spans=[list(filled) for _ in segments], segments=segments, template=template,
+    )  # fmt: skip

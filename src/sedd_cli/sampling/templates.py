@@ -1,0 +1,156 @@
+"""What is given before sampling: infill templates, prefix/suffix slots, and the pad tail.
+
+A row of slots holds a token id where the text is given and None where the sampler fills in;
+`fixed_ids` turns it into the projector's ``[run_length]`` ids (-1 = free). Pad-layout models
+(names) always run at their trained length, the positions after the asked length fixed to the
+pad id, as in training.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+
+from ..errors import SeddError
+from .checks import MAX_SAMPLES, check_infill_request, check_length
+
+_MASK_RE = re.compile(r"\[MASK(?::(\d+))?\]")
+_MASK_LIKE_RE = re.compile(r"\[\s*mask\b[^\[\]]{0,40}\]?", re.IGNORECASE)  # anything that tries to be one
+
+
+def parse_template(template: str, tokenizer: Any, max_tokens: int | None = None) -> list[int | None]:
+    """Token ids of a template, None at masked positions.
+
+    ``[MASK]`` is one masked token, ``[MASK:5]`` five; the text between masks is tokenized piece
+    by piece and placed exactly (so with GPT-2, "The [MASK] sat" keeps " sat" as its own tokens).
+    Anything else that looks like a mask (``[MASK:x]``, ``[MASK:]``, ``[mask]``, an unclosed
+    ``[MASK:3``) is refused before tokenizing, whatever the tokenizer. `max_tokens` (the model's
+    length) bounds the masked positions; without it, at most `MAX_SAMPLES` per mask.
+    """
+    limit = MAX_SAMPLES if max_tokens is None else max_tokens
+    out: list[int | None] = []
+    pos = 0
+    n_masks = 0
+    for m in _MASK_RE.finditer(template):
+        if m.start() > pos:
+            out.extend(_encode_piece(template[pos : m.start()], tokenizer))
+        digits = m.group(1)
+        if digits is not None and len(digits.lstrip("0")) > len(str(limit)):
+            k = limit + 1  # too many digits to convert: certainly above the limit
+        else:
+            k = int(digits) if digits is not None else 1
+        if k < 1:
+            raise SeddError(f"{m.group(0)} in the template: a mask needs a count of at least 1")
+        n_masks += k
+        if n_masks > limit:
+            what = "the model's length" if max_tokens is not None else "the limit"
+            raise SeddError(
+                f"{m.group(0)[:40]} in the template: more masked tokens than {what} {limit:,}; ask for fewer"
+            )
+        out.extend([None] * k)
+        pos = m.end()
+    if pos < len(template):
+        out.extend(_encode_piece(template[pos:], tokenizer))
+    if n_masks == 0:
+        raise SeddError(
+            "the template has no [MASK]: mark the positions to fill with [MASK] (one token) or "
+            "[MASK:N] (N tokens), e.g. 'The [MASK:5] sat on the [MASK].'"
+        )
+    return out
+
+
+def _encode_piece(text: str, tokenizer: Any) -> list[int]:
+    """The ids of the text between two masks; a malformed mask in it is refused first."""
+    bad = _MASK_LIKE_RE.search(text)
+    if bad is not None:
+        raise SeddError(
+            f"malformed mask {bad.group(0)!r} in the template: write [MASK] for one token or "
+            "[MASK:N] for N tokens (N a whole number, at least 1)"
+        )
+    return tokenizer.encode(text)
+
+
+def is_pad_layout(pre: Any) -> bool:
+    return getattr(pre.config.data, "layout", "pack") == "pad" and pre.tokenizer.pad_id is not None
+
+
+def spans(free: Sequence[bool]) -> list[tuple[int, int]]:
+    """Maximal runs of True in `free` as (start, end) pairs."""
+    out, start = [], None
+    for i, f in enumerate(list(free) + [False]):
+        if f and start is None:
+            start = i
+        elif not f and start is not None:
+            out.append((start, i))
+            start = None
+    return out
+
+
+def slots(
+    pre: Any, template: str | None, prefix: str | None, suffix: str | None, length: int | None
+) -> tuple[list[int | None], int]:
+    """(the row's token ids with None at the positions to fill, the row length) for a template or
+    a prefix/suffix pair, checked against the model's length."""
+    check_infill_request(template, prefix, suffix)
+    if template is not None:
+        return _template_slots(pre, template, length)
+    return _prefix_suffix_slots(pre, prefix, suffix, length)
+
+
+def _template_slots(pre: Any, template: str, length: int | None) -> tuple[list[int | None], int]:
+    max_len = pre.config.model.length
+    if length is not None:
+        check_length(length, max_len)
+    row = parse_template(template, pre.tokenizer, max_tokens=max_len)
+    if length is None:
+        length = len(row) if not is_pad_layout(pre) else max_len
+    if len(row) > length:
+        raise SeddError(
+            f"the template is {len(row)} tokens long, more than the length {length}: "
+            "shorten it or raise --length"
+        )
+    tail_id = pre.tokenizer.pad_id if is_pad_layout(pre) else None
+    return row + [tail_id] * (length - len(row)), length
+
+
+def _prefix_suffix_slots(
+    pre: Any, prefix: str | None, suffix: str | None, length: int | None
+) -> tuple[list[int | None], int]:
+    max_len = pre.config.model.length
+    length = max_len if length is None else length
+    check_length(length, max_len)
+    pre_ids = pre.tokenizer.encode(prefix or "")
+    suf_ids = pre.tokenizer.encode(suffix or "")
+    if len(pre_ids) + len(suf_ids) > length:
+        raise SeddError(
+            f"prefix + suffix are {len(pre_ids) + len(suf_ids)} tokens, more than the length {length}: "
+            "shorten them or raise --length"
+        )
+    row = [*pre_ids, *([None] * (length - len(pre_ids) - len(suf_ids))), *suf_ids]
+    if all(s is not None for s in row):
+        raise SeddError("prefix + suffix fill the whole length: nothing is left to infill; raise --length")
+    return row, length
+
+
+def pad_tail(pre: Any, length: int) -> tuple[int, torch.Tensor | None]:
+    """(run length, fixed ids or None): pad-layout models always run at their trained length with
+    the positions from `length` on fixed to the pad id, as in training."""
+    L = pre.config.model.length
+    if is_pad_layout(pre) and length < L:
+        fixed = torch.full((L,), -1, dtype=torch.long)
+        fixed[length:] = pre.tokenizer.pad_id
+        return L, fixed
+    return length, None
+
+
+def fixed_ids(pre: Any, row: list[int | None], length: int) -> tuple[int, torch.Tensor]:
+    """(run length, the projector's ids ``[run_length]``, -1 = free) for a row of slots."""
+    run_length, tail = pad_tail(pre, length)
+    fixed = torch.full((run_length,), -1, dtype=torch.long)
+    fixed[:length] = torch.tensor([-1 if s is None else s for s in row], dtype=torch.long)
+    if tail is not None:
+        fixed[length:] = tail[length:]
+    return run_length, fixed
