@@ -96,15 +96,12 @@ def train_command(
     baby-names data, on the CPU in minutes. Writes runs/NAME/ (config, tokenizer, metrics.jsonl,
     samples/, checkpoints/); Ctrl-C saves a checkpoint and exits with status 130; --resume
     continues exactly."""
-    from ..config import load_preset
     from ..training import check_batch_split, check_max_steps, processes, resolve_run_dir
 
-    rank = int(os.environ.get("RANK", 0))
     run_dir = resolve_run_dir(run_dir, name, resume)
     world = int(os.environ.get("WORLD_SIZE", 1))
     procs = processes(nproc, world)
     check_max_steps(max_steps)
-
     options = {
         "data": {"name": data, "text_field": text_field, "layout": layout, "tokenizer": tokenizer},
         "train": {
@@ -117,26 +114,36 @@ def train_command(
         },
     }
     overrides = _overrides(config, options, list(set_ or []))
-
-    from ..config import config_from_dict
-
-    if resume is not None:
-        from ..training import check_same_model, resume_config
-
-        cfg = resume_config(resume, overrides)
-        if model is not None:
-            check_same_model(resume, cfg, load_preset(model), f"--model {model}")
-    else:
-        cfg = config_from_dict(overrides, load_preset(model or "names"))
+    cfg = _config(model, resume, overrides)
     check_batch_split(cfg.train.batch_size, procs, cfg.train.accum)
 
     if nproc > 1 and world == 1:
         _launch(nproc, cfg, model, resume, run_dir, device, json_out, bool(compile_), overrides)
         return
 
+    _run(cfg, run_dir, resume, device, json_out, bool(compile_) or cfg.train.compile, world)
+
+
+def _config(model: str | None, resume: Path | None, overrides: dict[str, Any]):
+    """The run's config: the resumed run's with the overrides (its model kept), or the preset's."""
+    from ..config import config_from_dict, load_preset
+
+    if resume is None:
+        return config_from_dict(overrides, load_preset(model or "names"))
+    from ..training import check_same_model, resume_config
+
+    cfg = resume_config(resume, overrides)
+    if model is not None:
+        check_same_model(resume, cfg, load_preset(model), f"--model {model}")
+    return cfg
+
+
+def _run(cfg, run_dir, resume, device, json_out, compile_, world) -> None:
+    """Train in this process (alone, or as one rank under torchrun) and render the result."""
     from ..training import check_run_dir, default_run_dir
     from ..training import train as run_train
 
+    rank = int(os.environ.get("RANK", 0))
     if resume is None and world == 1:
         # under torchrun the trainer's rank 0 checks (another rank may already be writing)
         run_dir = check_run_dir(run_dir if run_dir is not None else default_run_dir(cfg))
@@ -146,12 +153,7 @@ def train_command(
     try:
         with view:
             result = run_train(
-                cfg,
-                run_dir=run_dir,
-                resume=resume,
-                device=device,
-                on_step=view.on_event,
-                compile=bool(compile_) or cfg.train.compile,
+                cfg, run_dir=run_dir, resume=resume, device=device, on_step=view.on_event, compile=compile_
             )
     except SeddError:
         if rank != 0:  # rank 0 prints the message; the others exit quietly

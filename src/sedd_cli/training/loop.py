@@ -33,14 +33,20 @@ from .distributed import Dist, StopFlag, micro_rows
 from .events import TrainEvent, TrainResult
 from .metrics import read_metrics, write_metrics
 from .resume import (
-    check_is_run,
     check_within_budget,
     newest_checkpoint,
     read_trainer_state,
     restore,
     resumed_config,
 )
-from .run_dir import METRICS_FILE, RunClaim, check_resume_in_place, claim_run_dir, default_run_dir
+from .run_dir import (
+    METRICS_FILE,
+    RunClaim,
+    check_is_run,
+    check_resume_in_place,
+    claim_run_dir,
+    default_run_dir,
+)
 from .saving import save_checkpoint, write_failed, write_run_files
 from .snapshots import snapshot
 from .state import RunPlan, TrainState, build_state, describe, fit_config, load_data

@@ -32,19 +32,13 @@ from ..checkpoint import (
 from ..config import Config, config_from_dict, drop_none
 from ..errors import SeddError
 from .data_order import DataOrder
-from .run_dir import CHECKPOINTS_DIR, STEP_NAME, read_text
+from .run_dir import CHECKPOINTS_DIR, STEP_NAME, check_is_run, read_text
 from .state import TrainState
 
 _ARCH_SECTIONS = ("model", "graph", "noise")
 
 
 # --- the config ----------------------------------------------------------------------------------
-
-
-def check_is_run(run_dir: Path) -> None:
-    """`run_dir` holds a run's config.yaml (checked before the folder is claimed)."""
-    if not (run_dir / CONFIG_FILE).exists():
-        raise SeddError(f"--resume {str(run_dir)!r}: not a sedd run (no {CONFIG_FILE})")
 
 
 def model_config_diff(run: Config, given: Config) -> list[str]:

@@ -96,6 +96,16 @@ def check_name_lengths(run_dir: Path) -> None:
             )
 
 
+def _not_a_run(run_dir: Path, why: str) -> SeddError:
+    return SeddError(f"--resume {str(run_dir)!r}: not a sedd run ({why})")
+
+
+def check_is_run(run_dir: Path) -> None:
+    """`run_dir` holds a run's config.yaml (checked before the folder is claimed)."""
+    if not (run_dir / CONFIG_FILE).exists():
+        raise _not_a_run(run_dir, f"no {CONFIG_FILE}")
+
+
 def read_text(path: Path, what: str) -> str:
     """The UTF-8 text of `path`, or a one-line SeddError naming it (and the byte offset)."""
     try:
@@ -239,7 +249,7 @@ def _lock(run_dir: Path, resume: bool) -> tuple[FileLock, list[Path]]:
     try:
         if resume:
             if not run_dir.is_dir():
-                raise SeddError(f"--resume {str(run_dir)!r}: not a sedd run (no such folder)")
+                raise _not_a_run(run_dir, "no such folder")
         else:
             _make_folder(run_dir, created)
         lock = FileLock(run_dir / LOCK_FILE)
