@@ -29,7 +29,7 @@ import torch
 from ..config import Config
 from ..errors import SeddError
 from ..runtime import WriteError, pick_device
-from .distributed import Dist, StopFlag, micro_rows
+from .distributed import Dist, StopFlag, check_batch_split, micro_rows
 from .events import TrainEvent, TrainResult
 from .metrics import read_metrics, write_metrics
 from .resume import (
@@ -134,7 +134,7 @@ def _plan(config: Config | None, run_dir, resume, dist: Dist, claims: list) -> R
                 claims.append(claim_run_dir(run_dir))
             plan = RunPlan(config, Path(run_dir))
         tc = plan.config.train
-        micro_rows(tc.batch_size, dist.world, tc.accum, dist.rank)  # the batch splits evenly
+        check_batch_split(tc.batch_size, dist.world, tc.accum)
     except SeddError as exc:
         error = exc
     dist.agree(error)
