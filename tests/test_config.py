@@ -184,7 +184,7 @@ def test_the_bounds_hold_every_preset_and_their_edges_are_valid():
 
 def test_the_largest_seed_seeds_every_stream_torch_draws():
     """torch takes seeds in [-2**63, 2**64 - 1]; sedd seeds its streams with seed + small
-    offsets (at most + 20011, trainer.py), so MAX_SEED = 2**63 - 1 leaves them all valid."""
+    offsets (at most + 20011, training/snapshots.py), so MAX_SEED = 2**63 - 1 leaves them all valid."""
     import torch
 
     from sedd_cli.config import MAX_SEED, check_seed

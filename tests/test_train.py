@@ -216,7 +216,7 @@ def test_gradient_accumulation_matches_one_big_batch(names_file, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(names_file, tmp_path, monkeypatch):
-    import sedd_cli.trainer as train_mod
+    import sedd_cli.training.step as train_mod
 
     real = train_mod.score_entropy_loss
     calls = {"n": 0}

@@ -37,28 +37,11 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def _overrides(config_file: Path | None, options: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     """--config FILE < typed options < --set, as one nested dict of overrides."""
-    from ..config import parse_set, yaml_load
-    from ..errors import ConfigError
+    from ..config import parse_set, read_yaml_file
 
     data: dict[str, Any] = {}
     if config_file is not None:
-        if not config_file.is_file():
-            raise ConfigError(f"config file {str(config_file)!r} not found")
-        raw = config_file.read_bytes()
-        try:
-            text = raw.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            raise ConfigError(
-                f"config file {str(config_file)!r} is not UTF-8 text (byte {exc.start}: "
-                f"{raw[exc.start : exc.start + 1]!r})"
-            ) from None
-        try:
-            loaded = yaml_load(text) or {}
-        except ConfigError as exc:
-            raise ConfigError(f"config file {str(config_file)!r}: {exc}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {str(config_file)!r} must hold a mapping of sections")
-        data = _merge(data, loaded)
+        data = _merge(data, read_yaml_file(config_file))
     data = _merge(data, options)
     return _merge(data, parse_set(sets))
 
@@ -113,30 +96,12 @@ def train_command(
     baby-names data, on the CPU in minutes. Writes runs/NAME/ (config, tokenizer, metrics.jsonl,
     samples/, checkpoints/); Ctrl-C saves a checkpoint and exits with status 130; --resume
     continues exactly."""
-    from ..config import load_preset
+    from ..training import check_batch_split, check_max_steps, processes, resolve_run_dir
 
-    rank = int(os.environ.get("RANK", 0))
-    if run_dir is not None and name is not None:
-        raise SeddError("give either --run-dir or --name, not both")
-    if resume is not None and (run_dir is not None or name is not None):
-        raise SeddError("--resume continues a run in place: drop --run-dir/--name")
-    if nproc < 1:
-        raise SeddError(f"--nproc must be at least 1, got {nproc}")
-    if max_steps is not None and max_steps < 1:
-        raise SeddError(f"--max-steps must be at least 1, got {max_steps}")
-    if name is not None:
-        if not name or "/" in name or "\0" in name or name in (".", ".."):
-            raise SeddError(f"--name {name!r} must be a plain folder name; use --run-dir for a path")
-        from ..trainer import _name_max
-
-        size, limit = len(os.fsencode(name)), _name_max(Path("runs"))
-        if size > limit:
-            raise SeddError(
-                f"--name is {size} bytes long, but the file system allows at most {limit} bytes per "
-                "name: choose a shorter --name"
-            )
-        run_dir = Path("runs") / name
-
+    run_dir = resolve_run_dir(run_dir, name, resume)
+    world = int(os.environ.get("WORLD_SIZE", 1))
+    procs = processes(nproc, world)
+    check_max_steps(max_steps)
     options = {
         "data": {"name": data, "text_field": text_field, "layout": layout, "tokenizer": tokenizer},
         "train": {
@@ -149,38 +114,36 @@ def train_command(
         },
     }
     overrides = _overrides(config, options, list(set_ or []))
-
-    from ..config import config_from_dict
-
-    if resume is not None:
-        from ..trainer import model_config_diff, resume_config
-
-        cfg = resume_config(resume, overrides)
-        if model is not None:
-            diff = model_config_diff(cfg, load_preset(model))
-            if diff:
-                raise SeddError(
-                    f"--resume {str(resume)!r}: --model {model} differs from the run's model config: "
-                    + "; ".join(diff)
-                )
-    else:
-        cfg = config_from_dict(overrides, load_preset(model or "names"))
-
-    world = int(os.environ.get("WORLD_SIZE", 1))
-    procs = nproc if world == 1 else world
-    if cfg.train.batch_size % (procs * cfg.train.accum):
-        raise SeddError(
-            f"train.batch_size {cfg.train.batch_size} is not divisible by processes x accum = "
-            f"{procs} x {cfg.train.accum}: choose a multiple of {procs * cfg.train.accum}"
-        )
+    cfg = _config(model, resume, overrides)
+    check_batch_split(cfg.train.batch_size, procs, cfg.train.accum)
 
     if nproc > 1 and world == 1:
         _launch(nproc, cfg, model, resume, run_dir, device, json_out, bool(compile_), overrides)
         return
 
-    from ..trainer import check_run_dir, default_run_dir
-    from ..trainer import train as run_train
+    _run(cfg, run_dir, resume, device, json_out, bool(compile_) or cfg.train.compile, world)
 
+
+def _config(model: str | None, resume: Path | None, overrides: dict[str, Any]):
+    """The run's config: the resumed run's with the overrides (its model kept), or the preset's."""
+    from ..config import config_from_dict, load_preset
+
+    if resume is None:
+        return config_from_dict(overrides, load_preset(model or "names"))
+    from ..training import check_same_model, resume_config
+
+    cfg = resume_config(resume, overrides)
+    if model is not None:
+        check_same_model(resume, cfg, load_preset(model), f"--model {model}")
+    return cfg
+
+
+def _run(cfg, run_dir, resume, device, json_out, compile_, world) -> None:
+    """Train in this process (alone, or as one rank under torchrun) and render the result."""
+    from ..training import check_run_dir, default_run_dir
+    from ..training import train as run_train
+
+    rank = int(os.environ.get("RANK", 0))
     if resume is None and world == 1:
         # under torchrun the trainer's rank 0 checks (another rank may already be writing)
         run_dir = check_run_dir(run_dir if run_dir is not None else default_run_dir(cfg))
@@ -190,12 +153,7 @@ def train_command(
     try:
         with view:
             result = run_train(
-                cfg,
-                run_dir=run_dir,
-                resume=resume,
-                device=device,
-                on_step=view.on_event,
-                compile=bool(compile_) or cfg.train.compile,
+                cfg, run_dir=run_dir, resume=resume, device=device, on_step=view.on_event, compile=compile_
             )
     except SeddError:
         if rank != 0:  # rank 0 prints the message; the others exit quietly
@@ -233,7 +191,7 @@ def _launch(nproc, cfg, model, resume, run_dir, device, json_out, compile_, over
 
     The parent resolves the run directory (one timestamp for all processes) and passes the fully
     resolved settings as ``--set`` items, so every process builds the same Config."""
-    from ..trainer import check_run_dir, default_run_dir
+    from ..training import check_run_dir, default_run_dir
 
     args = ["train", "--device", device]
     if resume is not None:
