@@ -282,7 +282,6 @@ class Config:
             )
         return self
 
-
     def _check_time_independent(self) -> None:
         """The time-independent network models the absorbing graph only; the DCE losses need it."""
         if not self.model.time_conditioning and self.graph.type != "absorb":
