@@ -23,6 +23,16 @@ def golden() -> dict:
     return json.loads((REFERENCE / "golden-tiny.json").read_text())
 
 
+def radd_golden() -> dict:
+    """RADD's outputs on its tiny deterministic model (tests/fixtures/reference/README)."""
+    return json.loads((REFERENCE / "radd-golden-tiny.json").read_text())
+
+
+def radd_state_dict() -> dict:
+    """RADD small's state-dict names and shapes, in order, and its parameter count."""
+    return json.loads((REFERENCE / "radd-state-dict.json").read_text())
+
+
 def deterministic_init_(model: torch.nn.Module) -> list[str]:
     """Parameter number i (names sorted as strings, buffers excluded) gets
     0.2 sin(0.37 j + 1.3 i) at flat index j, computed in float64 then cast (reference README)."""

@@ -33,6 +33,7 @@ __all__ = [
     "SampleConfig",
     "Config",
     "PRESETS",
+    "LOSSES",
     "load_config",
     "load_preset",
     "config_from_dict",
@@ -49,6 +50,7 @@ __all__ = [
 ]
 
 PRESETS = ("tiny", "names", "small", "medium")
+LOSSES = ("dse", "t-dce", "lambda-dce")  # train.loss; the objectives live in losses.py
 
 
 @dataclass
@@ -67,6 +69,9 @@ class ModelConfig:
     attention: str = "sdpa"  # sdpa (torch scaled_dot_product_attention) | flash (flash-attn, CUDA)
     pos_embed: bool = False  # add a learned absolute position embedding [length, d] (not in the
     # reference, which has rotary only); helps short padded records such as names
+    time_conditioning: bool = True  # false: RADD's time-independent network (no sigma input, plain
+    # LayerNorm blocks, head = log-softmax over the V real tokens; absorbing graph only; cond_dim
+    # and scale_by_sigma unused: the log-score is always log c - log(e^sigma - 1))
 
 
 @dataclass
@@ -121,6 +126,7 @@ class TrainConfig:
     max_steps: int = 400_000
     max_time: float | None = None  # seconds of training before a clean stop
     sampling_eps: float = 1e-3  # t ~ U[sampling_eps, 1] for the loss
+    loss: str = "dse"  # dse (score entropy) | t-dce | lambda-dce (RADD's, time-independent model)
     t_sampling: str = "uniform"  # uniform (i.i.d., the reference) | stratified (one t per stratum)
     log_every: int = 50
     eval_every: int = 500
@@ -238,6 +244,7 @@ class Config:
         _choice("sample.precision", self.sample.precision, ("float64", "float32"))
         _choice("train.decay", self.train.decay, ("none", "linear", "cosine"))
         _choice("train.t_sampling", self.train.t_sampling, ("uniform", "stratified"))
+        _choice("train.loss", self.train.loss, LOSSES)
         m = self.model
         for key, (low, high) in COUNT_BOUNDS.items():
             section, name = key.split(".")
@@ -263,6 +270,7 @@ class Config:
                 "model.scale_by_sigma applies to the absorbing graph only: "
                 "set model.scale_by_sigma=false for graph.type=uniform"
             )
+        self._check_time_independent()
         sc = self.sample
         check_shaping(sc.temperature, sc.top_p, names=("sample.temperature", "sample.top_p"))
         if (sc.temperature != 1 or sc.top_p != 1) and self.graph.type != "absorb":
@@ -273,6 +281,19 @@ class Config:
                 f"({self.noise.sigma_max:g})"
             )
         return self
+
+    def _check_time_independent(self) -> None:
+        """The time-independent network models the absorbing graph only; the DCE losses need it."""
+        if not self.model.time_conditioning and self.graph.type != "absorb":
+            raise ConfigError(
+                "model.time_conditioning=false (a time-independent network) needs graph.type=absorb, "
+                f"got graph.type={self.graph.type}"
+            )
+        if self.train.loss != "dse" and self.model.time_conditioning:
+            raise ConfigError(
+                f"train.loss={self.train.loss} needs a time-independent model: set "
+                "model.time_conditioning=false (or train.loss=dse)"
+            )
 
 
 def _check_real(key: str, value: float, low: float, high: float, closed: str) -> None:

@@ -19,12 +19,21 @@ import torch.nn.functional as F
 from .config import GraphConfig
 from .errors import ConfigError
 
-__all__ = ["Graph", "Absorbing", "Uniform", "get_graph", "esigm1"]
+__all__ = ["Graph", "Absorbing", "Uniform", "get_graph", "esigm1", "log_esigm1"]
 
 
 def esigm1(sigma: torch.Tensor) -> torch.Tensor:
     """e^sigma - 1, via expm1 below 0.5 (accurate for small sigma) as the reference does."""
     return torch.where(sigma < 0.5, torch.expm1(sigma), torch.exp(sigma) - 1)
+
+
+def log_esigm1(sigma: torch.Tensor) -> torch.Tensor:
+    """log(e^sigma - 1) for sigma > 0, accurate at both ends: log(expm1(sigma)) below 0.5 (no
+    cancellation near 0), sigma + log1p(-e^-sigma) above (no overflow of e^sigma for large sigma)."""
+    small = sigma < 0.5
+    return torch.where(
+        small, torch.expm1(torch.where(small, sigma, 0.5)).log(), sigma + torch.log1p(-torch.exp(-sigma))
+    )
 
 
 def _col(sigma: torch.Tensor | float, like: torch.Tensor) -> torch.Tensor:

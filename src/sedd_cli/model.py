@@ -5,11 +5,22 @@
     s = z - log(e^sigma - 1) - log(D - 1)   (scale_by_sigma, absorbing graph only)
     s[b, l, x[b, l]] = 0                      (log-ratio of the current token to itself)
 
-Parameter names and shapes equal the reference implementation's, so its published checkpoints
-load strictly by name. Attention runs through `torch.nn.functional.scaled_dot_product_attention`
-(non-causal, no mask); `attention="flash"` uses the flash-attn package when it is installed. On
-CUDA the blocks and the output head run under bf16 autocast, with layer norms and rotary in fp32,
-as in the reference; on CPU everything is float32.
+Time-independent variant (``model.time_conditioning: false``, RADD, sedd-spec §9; absorbing graph
+only): no sigma embedding and no adaLN; every norm is a plain LayerNorm with weight and bias, and
+the head is normalised over the V = D - 1 real tokens, log c = log_softmax(z[..., :V]), the
+network's estimate of log p(x0 = j | unmasked tokens of x). Its log-score is analytic in sigma:
+
+    s[..., j] = log c_j - log(e^sigma - 1)   (j < V)        s[..., M] = 0   (M = V, the mask)
+
+so every sampler, loss and bound that reads `model(x, sigma)` works unchanged; `log_condition(x)`
+gives log c without sigma. The mask column of the head (kept for RADD's layout) is never read.
+
+Parameter names and shapes equal the reference implementations' (SEDD's, or RADD's for the
+time-independent variant), so their published checkpoints load strictly by name. Attention runs
+through `torch.nn.functional.scaled_dot_product_attention` (non-causal, no mask);
+`attention="flash"` uses the flash-attn package when it is installed. On CUDA the blocks and the
+output head run under bf16 autocast, with layer norms and rotary in fp32, as in the reference;
+on CPU everything is float32 (the time-independent log-softmax always runs in float32).
 """
 
 from __future__ import annotations
@@ -22,7 +33,7 @@ import torch.nn.functional as F
 
 from .config import ModelConfig
 from .errors import SeddError
-from .graph import esigm1
+from .graph import esigm1, log_esigm1
 
 __all__ = ["SEDD", "build_model", "count_parameters"]
 
@@ -30,17 +41,21 @@ FREQUENCY_EMBEDDING_SIZE = 256
 
 
 class LayerNorm(nn.Module):
-    """Parameter-free layer norm in fp32 (eps 1e-5, autocast off) times a learned weight."""
+    """Parameter-free layer norm in fp32 (eps 1e-5, autocast off) times a learned weight, plus a
+    learned bias (initialised to 0) when `bias` (the time-independent network's norms)."""
 
-    def __init__(self, dim: int):
+    def __init__(self, dim: int, bias: bool = False):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(dim))
+        self.bias = nn.Parameter(torch.zeros(dim)) if bias else None
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         with torch.autocast(x.device.type, enabled=False):
             x = F.layer_norm(x.float(), [self.dim])
-        return x * self.weight
+        if self.bias is None:
+            return x * self.weight
+        return torch.addcmul(self.bias, x, self.weight)
 
 
 class EmbeddingLayer(nn.Module):
@@ -170,16 +185,22 @@ def _flash_attention():
 
 
 class DDiTBlock(nn.Module):
-    """Pre-LN transformer block with adaLN modulation and gating from the conditioning c."""
+    """Pre-LN transformer block with adaLN modulation and gating from the conditioning c.
 
-    def __init__(self, dim: int, n_heads: int, cond_dim: int, mlp_ratio: int = 4, dropout: float = 0.1):
+    ``cond_dim=None``: the time-independent block (RADD's ``DDiTBlockWot``): no adaLN, norms with
+    weight and bias, ungated residuals; call it with ``c=None``."""
+
+    def __init__(
+        self, dim: int, n_heads: int, cond_dim: int | None, mlp_ratio: int = 4, dropout: float = 0.1
+    ):
         super().__init__()
         self.n_heads = n_heads
-        self.norm1 = LayerNorm(dim)
+        plain = cond_dim is None
+        self.norm1 = LayerNorm(dim, bias=plain)
         self.attn_qkv = nn.Linear(dim, 3 * dim, bias=False)
         self.attn_out = nn.Linear(dim, dim, bias=False)
         self.dropout1 = nn.Dropout(dropout)
-        self.norm2 = LayerNorm(dim)
+        self.norm2 = LayerNorm(dim, bias=plain)
         self.mlp = nn.Sequential(
             nn.Linear(dim, mlp_ratio * dim, bias=True),
             GeluTanh(),
@@ -187,54 +208,68 @@ class DDiTBlock(nn.Module):
         )
         self.dropout2 = nn.Dropout(dropout)
         self.dropout = dropout
-        self.adaLN_modulation = nn.Linear(cond_dim, 6 * dim, bias=True)
-        nn.init.zeros_(self.adaLN_modulation.weight)
-        nn.init.zeros_(self.adaLN_modulation.bias)
+        if not plain:
+            self.adaLN_modulation = nn.Linear(cond_dim, 6 * dim, bias=True)
+            nn.init.zeros_(self.adaLN_modulation.weight)
+            nn.init.zeros_(self.adaLN_modulation.bias)
         self.attention = "sdpa"
 
-    def forward(self, h: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], c: torch.Tensor):
-        B, L, d = h.shape
-        H = self.n_heads
+    def forward(
+        self, h: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], c: torch.Tensor | None
+    ) -> torch.Tensor:
+        if c is None:  # time-independent: h + attn(norm1 h), then + mlp(norm2 h)
+            h = h + self.dropout1(self.attn_out(self._attend(self.norm1(h), rotary)))
+            return h + self.dropout2(self.mlp(self.norm2(h)))
         # six [B, 1, d] chunks, in the reference order
         shift_msa, scale_msa, gate_msa, shift_mlp, scale_mlp, gate_mlp = self.adaLN_modulation(c)[
             :, None
         ].chunk(6, dim=2)
 
-        a = _modulate(self.norm1(h), shift_msa, scale_msa)
+        o = self._attend(_modulate(self.norm1(h), shift_msa, scale_msa), rotary)
+        h = torch.addcmul(h, gate_msa, self.dropout1(self.attn_out(o)))  # h + gate * attn
+        m = self.mlp(_modulate(self.norm2(h), shift_mlp, scale_mlp))
+        return torch.addcmul(h, gate_mlp, self.dropout2(m))
+
+    def _attend(self, a: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+        """Multi-head self-attention with rotary q, k on the normed input `a` ``[B, L, d]``, before
+        the output projection."""
+        B, L, d = a.shape
+        H = self.n_heads
         qkv = self.attn_qkv(a).view(B, L, 3, H, d // H)  # 3d axis = all q, all k, all v
-        with torch.autocast(h.device.type, enabled=False):
+        with torch.autocast(a.device.type, enabled=False):
             cos, sin = rotary
             cos, sin = cos.to(qkv.dtype), sin.to(qkv.dtype)
             q = _apply_rotary(qkv[:, :, 0], cos, sin)
             k = _apply_rotary(qkv[:, :, 1], cos, sin)
         v = qkv[:, :, 2]
-        if self.attention == "flash" and h.is_cuda:
+        if self.attention == "flash" and a.is_cuda:
             packed = torch.stack([q, k, v], dim=2).to(torch.bfloat16)  # [B, L, 3, H, hd]
-            o = _flash_attention()(packed, 0.0, causal=False).reshape(B, L, d)
-        else:
-            # SDPA wants [B, H, L, hd]
-            o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
-            o = o.transpose(1, 2).reshape(B, L, d)
-        h = torch.addcmul(h, gate_msa, self.dropout1(self.attn_out(o)))  # h + gate * attn
-        m = self.mlp(_modulate(self.norm2(h), shift_mlp, scale_mlp))
-        return torch.addcmul(h, gate_mlp, self.dropout2(m))
+            return _flash_attention()(packed, 0.0, causal=False).reshape(B, L, d)
+        # SDPA wants [B, H, L, hd]
+        o = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return o.transpose(1, 2).reshape(B, L, d)
 
 
 class DDitFinalLayer(nn.Module):
-    """adaLN-modulated final norm and the zero-initialised output head Linear(d -> D)."""
+    """adaLN-modulated final norm and the zero-initialised output head Linear(d -> D).
 
-    def __init__(self, dim: int, out_dim: int, cond_dim: int):
+    ``cond_dim=None``: RADD's ``DDitFinalLayerWot``, a plain LayerNorm (weight, bias), no adaLN."""
+
+    def __init__(self, dim: int, out_dim: int, cond_dim: int | None):
         super().__init__()
-        self.norm_final = LayerNorm(dim)
+        self.norm_final = LayerNorm(dim, bias=cond_dim is None)
         self.linear = nn.Linear(dim, out_dim)
         nn.init.zeros_(self.linear.weight)
         nn.init.zeros_(self.linear.bias)
-        self.adaLN_modulation = nn.Linear(cond_dim, 2 * dim, bias=True)
-        nn.init.zeros_(self.adaLN_modulation.weight)
-        nn.init.zeros_(self.adaLN_modulation.bias)
+        if cond_dim is not None:
+            self.adaLN_modulation = nn.Linear(cond_dim, 2 * dim, bias=True)
+            nn.init.zeros_(self.adaLN_modulation.weight)
+            nn.init.zeros_(self.adaLN_modulation.bias)
 
-    def modulated(self, h: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
-        """The head's input ``[B, L, d]`` (shift chunk first, then scale)."""
+    def modulated(self, h: torch.Tensor, c: torch.Tensor | None) -> torch.Tensor:
+        """The head's input ``[B, L, d]`` (shift chunk first, then scale; c None: the plain norm)."""
+        if c is None:
+            return self.norm_final(h)
         shift, scale = self.adaLN_modulation(c)[:, None].chunk(2, dim=2)
         return _modulate(self.norm_final(h), shift, scale)
 
@@ -247,12 +282,15 @@ class SEDD(nn.Module):
 
     Call as ``model(x, sigma)`` with ids ``[B, L]`` and total noise ``[B]`` -> log-score
     ``[B, L, D]``. `features` + `head_logits` compute the output head on selected positions only.
+    With ``cfg.time_conditioning`` false (`time_conditioned` False) the network ignores sigma and
+    models the absorbing graph's conditional: `log_condition` / `head_log_condition`.
     """
 
     def __init__(self, cfg: ModelConfig, dim: int):
         super().__init__()
         self.config = cfg
         self.dim = dim
+        self.time_conditioned = cfg.time_conditioning
         self.absorb_scale = cfg.scale_by_sigma
         self.vocab_embed = EmbeddingLayer(cfg.hidden_size, dim)
         if cfg.pos_embed:
@@ -260,15 +298,17 @@ class SEDD(nn.Module):
             # sees only relative offsets, so with an all-mask input a position learns where it is
             # only from the edges of the sequence; padded records need absolute positions)
             self.pos_embed = nn.Parameter(0.02 * torch.randn(cfg.length, cfg.hidden_size))
-        self.sigma_map = TimestepEmbedder(cfg.cond_dim)
+        cond_dim = cfg.cond_dim if self.time_conditioned else None
+        if self.time_conditioned:
+            self.sigma_map = TimestepEmbedder(cfg.cond_dim)
         self.rotary_emb = Rotary(cfg.hidden_size // cfg.n_heads)
         self.blocks = nn.ModuleList(
             [
-                DDiTBlock(cfg.hidden_size, cfg.n_heads, cfg.cond_dim, cfg.mlp_ratio, cfg.dropout)
+                DDiTBlock(cfg.hidden_size, cfg.n_heads, cond_dim, cfg.mlp_ratio, cfg.dropout)
                 for _ in range(cfg.n_blocks)
             ]
         )
-        self.output_layer = DDitFinalLayer(cfg.hidden_size, dim, cfg.cond_dim)
+        self.output_layer = DDitFinalLayer(cfg.hidden_size, dim, cond_dim)
         self.amp = True  # bf16 autocast on CUDA (never on CPU)
         self.set_attention(cfg.attention)
 
@@ -282,8 +322,9 @@ class SEDD(nn.Module):
     def _autocast(self, x: torch.Tensor):
         return torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp and x.is_cuda)
 
-    def features(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-        """The output head's input ``[B, L, d]`` (after the final adaLN-modulated norm)."""
+    def features(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        """The output head's input ``[B, L, d]`` (after the final norm, adaLN-modulated when the
+        network is time-conditioned; a time-independent one ignores `sigma`, which may be None)."""
         h = self.vocab_embed(x)  # [B, L, d]
         if self.config.pos_embed:
             if x.shape[1] > self.pos_embed.shape[0]:
@@ -292,7 +333,7 @@ class SEDD(nn.Module):
                     f"{self.pos_embed.shape[0]} (it has absolute position embeddings)"
                 )
             h = h + self.pos_embed[: x.shape[1]]
-        c = F.silu(self.sigma_map(sigma))  # [B, cond]
+        c = F.silu(self.sigma_map(sigma)) if self.time_conditioned else None  # [B, cond]
         rotary = self.rotary_emb(x.shape[1], x.device)
         with self._autocast(x):
             for block in self.blocks:
@@ -305,11 +346,37 @@ class SEDD(nn.Module):
 
     def forward(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
         a = self.features(x, sigma)
-        with self._autocast(x):
-            z = self.output_layer.linear(a)  # [B, L, D]
-        if self.absorb_scale:
-            z = z - self._offset(sigma, z.dtype)[:, None, None]
+        if not self.time_conditioned:
+            log_c = self.head_log_condition(a)  # [B, L, V]
+            s = log_c - log_esigm1(sigma.float())[:, None, None]
+            z = torch.cat([s, torch.zeros_like(s[..., :1])], dim=-1)  # mask column: score 1
+        else:
+            with self._autocast(x):
+                z = self.output_layer.linear(a)  # [B, L, D]
+            if self.absorb_scale:
+                z = z - self._offset(sigma, z.dtype)[:, None, None]
         return torch.scatter(z, -1, x[..., None], torch.zeros_like(z[..., :1]))
+
+    def _need_time_independent(self, what: str) -> None:
+        if self.time_conditioned:
+            raise SeddError(f"{what} needs a time-independent model (model.time_conditioning=false)")
+
+    def log_condition(self, x: torch.Tensor) -> torch.Tensor:
+        """log c ``[B, L, V]`` (float32): the time-independent network's log p(x0 = j | the unmasked
+        tokens of x) for every position and real token j < V = D - 1 (meaningful at masked
+        positions). No sigma: one call serves every time at which x is the state."""
+        self._need_time_independent("log_condition")
+        return self.head_log_condition(self.features(x))
+
+    def head_log_condition(self, a: torch.Tensor) -> torch.Tensor:
+        """log c on selected rows: head input `a` ``[..., d]`` -> ``[..., V]`` float32, the log-softmax
+        of the head's V real-token columns (its mask column is never computed)."""
+        self._need_time_independent("head_log_condition")
+        V = self.dim - 1
+        weight, bias = self.output_layer.linear.weight[:V], self.output_layer.linear.bias[:V]
+        with self._autocast(a):
+            z = F.linear(a, weight, bias)
+        return z.float().log_softmax(dim=-1)
 
     def head_logits(
         self, a: torch.Tensor, sigma: torch.Tensor, columns: int | None = None
@@ -321,7 +388,17 @@ class SEDD(nn.Module):
         The log-score is ``z - offset`` except at the current token, where it is 0. The absorbing
         loss and sampler at masked rows need only the V real-token columns (the mask column is the
         current token there), so they skip the mask column, the scatter and the shifted copy.
+
+        Time-independent network: z = log c (normalised over the V real tokens, so gradients flow
+        through the normaliser; callers treat `offset` as a constant), offset = log(e^sigma - 1),
+        and the mask column, when asked for, is z = offset (log-score 0).
         """
+        if not self.time_conditioned:
+            offset = log_esigm1(sigma.float())
+            z = self.head_log_condition(a)  # [N, V]
+            if columns is None or columns > z.shape[-1]:
+                z = torch.cat([z, offset[:, None]], dim=-1)
+            return z[:, :columns], offset
         weight, bias = self.output_layer.linear.weight, self.output_layer.linear.bias
         if columns is not None:
             weight, bias = weight[:columns], bias[:columns]  # leading rows: contiguous views
