@@ -1,4 +1,4 @@
-"""`sedd perplexity` and `sedd_cli.evaluate`: the likelihood bound against an oracle, its
+"""`sedd perplexity` and `sedd_cli.evaluation`: the likelihood bound against an oracle, its
 standard error, the token rules, generative-perplexity arithmetic and the CLI."""
 
 from __future__ import annotations
@@ -604,7 +604,7 @@ def test_generative_samples_ignore_the_models_temperature(tiny, monkeypatch):
     even when the model's sample settings sharpen (docs/evaluation.md)."""
     import sedd_cli.samplers as samplers
     from sedd_cli.checkpoint import load_pretrained
-    from sedd_cli.evaluate import _generate_texts
+    from sedd_cli.evaluation.generative import _generate_texts
 
     pre = load_pretrained(str(tiny), device="cpu")
     pre.config.sample.temperature, pre.config.sample.top_p = 0.5, 0.9
