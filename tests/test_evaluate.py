@@ -618,3 +618,13 @@ def test_generative_samples_ignore_the_models_temperature(tiny, monkeypatch):
     monkeypatch.setattr(samplers, "generate", spy)
     texts, _ = _generate_texts(pre, num_samples=3, steps=2, batch_size=2, seed=0, device="cpu")
     assert len(texts) == 3 and seen == [(1.0, 1.0), (1.0, 1.0)]
+
+
+def test_generative_steps_zero_is_refused_not_replaced(tiny):
+    """--generative MODEL --steps 0 reaches the sampler's own check (it used to fall back to the
+    model's sample.steps silently)."""
+    r = CliRunner().invoke(
+        app,
+        ["perplexity", "--generative", str(tiny), "--eval-model", f"sedd:{tiny}", "--steps", "0"],
+    )
+    assert r.exit_code == 1 and "steps must be between 1 and" in r.stderr, r.output
