@@ -19,9 +19,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sedd_cli.checkpoint import build_components, load_pretrained, save_model_dir
+from sedd_cli.checkpoint import load_pretrained
 from sedd_cli.cli import app
-from sedd_cli.config import load_preset
 from sedd_cli.errors import SeddError
 from sedd_cli.evaluation import (
     SampleScore,
@@ -30,9 +29,9 @@ from sedd_cli.evaluation import (
     read_samples,
     summarize_samples,
 )
-from sedd_cli.tokenizers import get_tokenizer
 
 from .checks import assert_checked_once
+from .helpers import save_tiny_char_model
 
 NO_MODEL = "no/such/model"  # loading it would fail with another message
 
@@ -66,14 +65,7 @@ CLI_ROWS = [
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny random char model saved as a model folder."""
-    torch.manual_seed(0)
-    cfg = load_preset("tiny")
-    tok = get_tokenizer("char", ["abc def"])
-    cfg.model.vocab_size = tok.vocab_size
-    model, _, _ = build_components(cfg, tok.vocab_size)
-    folder = tmp_path_factory.mktemp("checks") / "m"
-    save_model_dir(folder, model.state_dict(), cfg, tok, {"step": 0})
-    return folder
+    return save_tiny_char_model(tmp_path_factory.mktemp("checks") / "m")
 
 
 @pytest.fixture

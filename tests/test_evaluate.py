@@ -36,6 +36,8 @@ from sedd_cli.losses import score_entropy_loss
 from sedd_cli.noise import GeometricNoise, LogLinearNoise
 from sedd_cli.tokenizers import get_tokenizer
 
+from .helpers import save_tiny_char_model
+
 # --- an oracle for a toy distribution over V^L sequences -----------------------------------------
 
 
@@ -346,14 +348,7 @@ def test_reconstruction_is_zero_without_noise_at_t0(toy):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny random char model (pad layout, pad id 0) saved as a model folder."""
-    torch.manual_seed(0)
-    cfg = load_preset("tiny")
-    tok = get_tokenizer("char", ["abc def"])
-    cfg.model.vocab_size = tok.vocab_size
-    model, _, _ = build_components(cfg, tok.vocab_size)
-    folder = tmp_path_factory.mktemp("evalm") / "m"
-    save_model_dir(folder, model.state_dict(), cfg, tok, {"step": 0})
-    return folder
+    return save_tiny_char_model(tmp_path_factory.mktemp("evalm") / "m")
 
 
 def _blocks(pre: Pretrained, n: int = 6, seed: int = 0) -> torch.Tensor:

@@ -14,82 +14,23 @@ The stage after sampling (docs/evaluation.md). One module per concept:
 * `sample_files`: reading the samples files ``sedd sample --out`` writes.
 """
 
-from .blocks import BlockBounds, PerplexityStep, evaluate_blocks
-from .bound import (
-    DECODER_FLOOR,
-    T_MIN,
-    BoundSummary,
-    bound_per_sequence,
-    describe_bound,
-    prior_kl_per_position,
-    reconstruction_term,
-    sigma_at_zero,
-    stratified_times,
-    summarize_bounds,
-)
-from .evaluators import CausalLMEvaluator, Evaluator, SampleScore, SeddEvaluator, hf_evaluator, sedd_evaluator
-from .generative import GenerativeResult, generative_perplexity, summarize_samples, unigram_entropy
-from .heldout import PerplexityResult, perplexity
-from .options import (
-    MAX_MC,
-    SPACINGS,
-    SPLIT_CHOICES,
-    check_batch_size,
-    check_max_blocks,
-    check_mc,
-    check_num_samples,
-    check_spacing,
-    check_split,
-)
-from .protocols import PROTOCOLS, DataPlan, Protocol, plan_data, resolve_protocol, token_rule
-from .sample_files import read_samples
+from . import blocks, bound, evaluators, generative, heldout, options, protocols, sample_files
+from .blocks import *  # noqa: F403
+from .bound import *  # noqa: F403
+from .evaluators import *  # noqa: F403
+from .generative import *  # noqa: F403
+from .heldout import *  # noqa: F403
+from .options import *  # noqa: F403
+from .protocols import *  # noqa: F403
+from .sample_files import *  # noqa: F403
 
 __all__ = [
-    # options and their checks
-    "MAX_MC",
-    "SPACINGS",
-    "SPLIT_CHOICES",
-    "check_mc",
-    "check_batch_size",
-    "check_spacing",
-    "check_max_blocks",
-    "check_split",
-    "check_num_samples",
-    # the bound
-    "T_MIN",
-    "DECODER_FLOOR",
-    "stratified_times",
-    "bound_per_sequence",
-    "sigma_at_zero",
-    "reconstruction_term",
-    "prior_kl_per_position",
-    "BoundSummary",
-    "summarize_bounds",
-    "describe_bound",
-    # protocols
-    "PROTOCOLS",
-    "Protocol",
-    "resolve_protocol",
-    "DataPlan",
-    "plan_data",
-    "token_rule",
-    # blocks
-    "PerplexityStep",
-    "BlockBounds",
-    "evaluate_blocks",
-    # the perplexity() entry
-    "PerplexityResult",
-    "perplexity",
-    # generative perplexity
-    "SampleScore",
-    "Evaluator",
-    "CausalLMEvaluator",
-    "hf_evaluator",
-    "SeddEvaluator",
-    "sedd_evaluator",
-    "GenerativeResult",
-    "generative_perplexity",
-    "summarize_samples",
-    "unigram_entropy",
-    "read_samples",
+    *options.__all__,
+    *bound.__all__,
+    *protocols.__all__,
+    *blocks.__all__,
+    *heldout.__all__,
+    *evaluators.__all__,
+    *generative.__all__,
+    *sample_files.__all__,
 ]
