@@ -50,3 +50,18 @@ def tiny_model_config(**kw) -> ModelConfig:
     base = dict(hidden_size=32, cond_dim=16, n_blocks=2, n_heads=4, dropout=0.0, length=12)
     base.update(kw)
     return ModelConfig(**base)
+
+
+def save_tiny_char_model(folder):
+    """A tiny random char model (tiny preset, pad layout, pad id 0) saved as a model folder."""
+    from sedd_cli.checkpoint import build_components, save_model_dir
+    from sedd_cli.config import load_preset
+    from sedd_cli.tokenizers import get_tokenizer
+
+    torch.manual_seed(0)
+    cfg = load_preset("tiny")
+    tok = get_tokenizer("char", ["abc def"])
+    cfg.model.vocab_size = tok.vocab_size
+    model, _, _ = build_components(cfg, tok.vocab_size)
+    save_model_dir(folder, model.state_dict(), cfg, tok, {"step": 0})
+    return folder

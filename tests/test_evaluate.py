@@ -1,4 +1,4 @@
-"""`sedd perplexity` and `sedd_cli.evaluate`: the likelihood bound against an oracle, its
+"""`sedd perplexity` and `sedd_cli.evaluation`: the likelihood bound against an oracle, its
 standard error, the token rules, generative-perplexity arithmetic and the CLI."""
 
 from __future__ import annotations
@@ -35,6 +35,8 @@ from sedd_cli.graph import Absorbing, Uniform, esigm1
 from sedd_cli.losses import score_entropy_loss
 from sedd_cli.noise import GeometricNoise, LogLinearNoise
 from sedd_cli.tokenizers import get_tokenizer
+
+from .helpers import save_tiny_char_model
 
 # --- an oracle for a toy distribution over V^L sequences -----------------------------------------
 
@@ -346,14 +348,7 @@ def test_reconstruction_is_zero_without_noise_at_t0(toy):
 @pytest.fixture(scope="module")
 def tiny(tmp_path_factory):
     """A tiny random char model (pad layout, pad id 0) saved as a model folder."""
-    torch.manual_seed(0)
-    cfg = load_preset("tiny")
-    tok = get_tokenizer("char", ["abc def"])
-    cfg.model.vocab_size = tok.vocab_size
-    model, _, _ = build_components(cfg, tok.vocab_size)
-    folder = tmp_path_factory.mktemp("evalm") / "m"
-    save_model_dir(folder, model.state_dict(), cfg, tok, {"step": 0})
-    return folder
+    return save_tiny_char_model(tmp_path_factory.mktemp("evalm") / "m")
 
 
 def _blocks(pre: Pretrained, n: int = 6, seed: int = 0) -> torch.Tensor:
@@ -604,7 +599,7 @@ def test_generative_samples_ignore_the_models_temperature(tiny, monkeypatch):
     even when the model's sample settings sharpen (docs/evaluation.md)."""
     import sedd_cli.samplers as samplers
     from sedd_cli.checkpoint import load_pretrained
-    from sedd_cli.evaluate import _generate_texts
+    from sedd_cli.evaluation.generative import _generate_texts
 
     pre = load_pretrained(str(tiny), device="cpu")
     pre.config.sample.temperature, pre.config.sample.top_p = 0.5, 0.9
@@ -618,3 +613,13 @@ def test_generative_samples_ignore_the_models_temperature(tiny, monkeypatch):
     monkeypatch.setattr(samplers, "generate", spy)
     texts, _ = _generate_texts(pre, num_samples=3, steps=2, batch_size=2, seed=0, device="cpu")
     assert len(texts) == 3 and seen == [(1.0, 1.0), (1.0, 1.0)]
+
+
+def test_generative_steps_zero_is_refused_not_replaced(tiny):
+    """--generative MODEL --steps 0 reaches the sampler's own check (it used to fall back to the
+    model's sample.steps silently)."""
+    r = CliRunner().invoke(
+        app,
+        ["perplexity", "--generative", str(tiny), "--eval-model", f"sedd:{tiny}", "--steps", "0"],
+    )
+    assert r.exit_code == 1 and "steps must be between 1 and" in r.stderr, r.output

@@ -13,10 +13,12 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-import sedd_cli.evaluate as ev
+import sedd_cli.evaluation.evaluators as evaluators
+import sedd_cli.evaluation.generative as generative
 from sedd_cli.checkpoint import build_components, load_pretrained, save_model_dir
 from sedd_cli.config import load_preset
-from sedd_cli.evaluate import CausalLMEvaluator, _windows, generative_perplexity, hf_evaluator
+from sedd_cli.evaluate import CausalLMEvaluator, generative_perplexity, hf_evaluator
+from sedd_cli.evaluation.evaluators import _windows
 from sedd_cli.tokenizers import get_tokenizer
 
 from .conftest import requires_gpt2
@@ -140,7 +142,7 @@ def test_fresh_samples_reach_a_same_vocabulary_evaluator_as_ids(pack_model, tiny
     L = load_pretrained(str(pack_model), device="cpu").config.model.length
     fixed = torch.tensor([[3, 4, 1, 5, 2, 6] + [7] * (L - 6), [1] * 3 + [8] * (L - 3)])
     monkeypatch.setattr(samplers, "generate", lambda *a, **k: fixed[: k["batch_size"]])
-    monkeypatch.setattr(ev, "_PROBE", "bad cafe")  # a probe the char vocabulary can encode
+    monkeypatch.setattr(evaluators, "_PROBE", "bad cafe")  # a probe the char vocabulary can encode
     evaluator = CausalLMEvaluator(lm, tok, batch_size=4)
     seen = []
     real = evaluator.score_ids
@@ -179,4 +181,4 @@ def test_gpt2_samples_decode_with_end_of_text_kept():
     tok = get_tokenizer("gpt2")
     ids = tok.encode("Hello") + [50256] + tok.encode(" world")
     pre = SimpleNamespace(tokenizer=tok, config=SimpleNamespace(data=SimpleNamespace(layout="pack")))
-    assert ev._sample_texts(pre, torch.tensor([ids])) == ["Hello<|endoftext|> world"]
+    assert generative._sample_texts(pre, torch.tensor([ids])) == ["Hello<|endoftext|> world"]

@@ -1,6 +1,6 @@
 """`sedd perplexity`: the likelihood bound on held-out text, and generative perplexity of samples.
 
-The library side is `sedd_cli.evaluate`; this module parses options, shows progress on stderr and
+The library side is `sedd_cli.evaluation`; this module parses options, shows progress on stderr and
 prints the result on stdout (a table, or one JSON document with ``--json``).
 """
 
@@ -197,9 +197,9 @@ def perplexity_cmd(
     reconstruction term. It bounds -log p^pi: the model started from the prior pi, not from the
     all-mask start of sedd sample (docs/evaluation.md).
     """
-    # --mc, --batch-size and --time-spacing are validated by the library (evaluate.check_mc, ...)
+    # every option is checked by the library (sedd_cli.evaluation.options), before any model is loaded
     if generative is not None:
-        from ..evaluate import generative_perplexity
+        from ..evaluation import generative_perplexity
 
         gen = generative_perplexity(
             generative,
@@ -217,7 +217,7 @@ def perplexity_cmd(
             _print_generative(gen)
         return
 
-    from ..evaluate import perplexity
+    from ..evaluation import perplexity
 
     with _Progress(enabled=True) as progress:
         result = perplexity(
