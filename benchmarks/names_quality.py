@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--temperature", type=float, default=None, help="default: the run's setting")
     ap.add_argument("--top-p", type=float, default=None, help="default: the run's setting")
     args = ap.parse_args(argv)
-    from sedd_cli.samplers import sample
+    from sedd_cli.sampling import sample
 
     res = sample(
         args.run,

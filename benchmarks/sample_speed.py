@@ -27,7 +27,7 @@ from sedd_cli.config import ModelConfig
 from sedd_cli.graph import Absorbing
 from sedd_cli.model import SEDD
 from sedd_cli.noise import LogLinearNoise
-from sedd_cli.samplers import generate
+from sedd_cli.sampling import generate
 
 PRESETS = {
     "names": dict(vocab=28, length=32, batch=64, steps=64),

@@ -28,10 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 import torch  # noqa: E402
 
 from sedd_cli.allocator import tune_cpu_allocator  # noqa: E402
-from sedd_cli.checkpoint import build_components  # noqa: E402
+from sedd_cli.checkpoints import build_components  # noqa: E402
 from sedd_cli.config import load_preset  # noqa: E402
 from sedd_cli.losses import sample_t, score_entropy_loss  # noqa: E402
-from sedd_cli.trainer import EMA, lr_at, make_optimizer  # noqa: E402
+from sedd_cli.training import EMA, lr_at, make_optimizer  # noqa: E402
 
 # name: (base preset, vocab, length, hidden, blocks, heads, cond, batch); None = the preset's value
 PRESETS = {

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.text import Text
 
 from sedd_cli.display import state_text
-from sedd_cli.samplers import sample
+from sedd_cli.sampling import sample
 
 
 def main() -> None:
@@ -39,7 +39,7 @@ def main() -> None:
         device="cpu",
         on_step=events.append,
     )
-    from sedd_cli.checkpoint import load_pretrained
+    from sedd_cli.checkpoints import load_pretrained
 
     tok = load_pretrained(args.model, "cpu").tokenizer
     mask_id = tok.vocab_size

@@ -82,7 +82,7 @@ def floats(x: torch.Tensor) -> list[float]:
 
 
 def predictors() -> list[str]:
-    from sedd_cli.samplers import PREDICTORS
+    from sedd_cli.sampling import PREDICTORS
 
     return sorted(PREDICTORS)
 
@@ -109,7 +109,7 @@ def build_model_dir(graph: str, directory: Path) -> Path:
     """A model folder with the formula init (deterministic, independent of torch's init RNG)."""
     from tests.helpers import deterministic_init_
 
-    from sedd_cli.checkpoint import build_components, save_model_dir
+    from sedd_cli.checkpoints import build_components, save_model_dir
 
     cfg = model_config(graph)
     tok = char_tokenizer()
@@ -217,7 +217,7 @@ def eval_blocks(pre: Any) -> torch.Tensor:
 def record_bounds(pre: Any, graph: str) -> dict[str, Any]:
     """Per-sequence bounds (`evaluate_blocks`) and the `perplexity` summary on fixed blocks."""
     import sedd_cli
-    from sedd_cli.evaluate import evaluate_blocks
+    from sedd_cli.evaluation import evaluate_blocks
 
     blocks = eval_blocks(pre)
     out: dict[str, Any] = {}
@@ -244,7 +244,7 @@ def record_bounds(pre: Any, graph: str) -> dict[str, Any]:
 def record_train(workdir: Path) -> dict[str, Any]:
     """metrics.jsonl of a 4-step train of the tiny preset on a local names file (times dropped)."""
     import sedd_cli
-    from sedd_cli.trainer import read_metrics
+    from sedd_cli.training import read_metrics
 
     workdir.mkdir(parents=True, exist_ok=True)
     data = workdir / "names.txt"

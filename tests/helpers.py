@@ -54,7 +54,7 @@ def tiny_model_config(**kw) -> ModelConfig:
 
 def save_tiny_char_model(folder):
     """A tiny random char model (tiny preset, pad layout, pad id 0) saved as a model folder."""
-    from sedd_cli.checkpoint import build_components, save_model_dir
+    from sedd_cli.checkpoints import build_components, save_model_dir
     from sedd_cli.config import load_preset
     from sedd_cli.tokenizers import get_tokenizer
 

@@ -66,7 +66,7 @@ def test_the_setting_is_applied_by_the_cli_not_by_importing_or_using_the_library
 
     assert max(MMAP_THRESHOLD, TRIM_THRESHOLD) <= 2**31 - 1  # mallopt takes a C int
     code = (
-        "import sedd_cli.allocator as a, sedd_cli.checkpoint, sedd_cli.trainer, sedd_cli.evaluate, sys;"
+        "import sedd_cli.allocator as a, sedd_cli.checkpoints, sedd_cli.training, sedd_cli.evaluation, sys;"
         "print(a._TUNED);"
         "from sedd_cli.cli import main; sys.argv = ['sedd', 'tokenize', '--tokenizer', 'char', 'ab'];\n"
         "try:\n    main()\nexcept SystemExit:\n    pass\nprint(a._TUNED)"

@@ -17,7 +17,7 @@ import torch
 from safetensors.torch import save_file
 from typer.testing import CliRunner
 
-from sedd_cli.checkpoint import load_pretrained, locate
+from sedd_cli.checkpoints import load_pretrained, locate
 from sedd_cli.cli import app
 from sedd_cli.errors import SeddError
 from sedd_cli.tokenizers import CharTokenizer
@@ -438,7 +438,7 @@ def test_hub_download_falls_back_to_pytorch_model_bin(tmp_path, monkeypatch):
 def test_our_run_directory_loads_ema_or_model(tmp_path):
     """Our run layout: config.yaml + tokenizer.json + checkpoints/step_N/{model,ema}.safetensors
     + meta.json; the newest complete checkpoint is used (a folder without meta.json is not)."""
-    from sedd_cli.checkpoint import save_weights
+    from sedd_cli.checkpoints import save_weights
     from sedd_cli.config import Config
     from sedd_cli.tokenizers import ByteTokenizer
 
@@ -466,7 +466,7 @@ def test_our_run_directory_loads_ema_or_model(tmp_path):
 
 
 def test_hub_id_versus_local_path(tmp_path, monkeypatch):
-    from sedd_cli.checkpoint import is_hub_id
+    from sedd_cli.checkpoints import is_hub_id
 
     monkeypatch.chdir(tmp_path)
     (tmp_path / "runs").mkdir()
@@ -528,7 +528,7 @@ def test_reference_run_with_nan_in_the_weights_it_loads_is_refused(tmp_path, whi
 def test_state_dict_with_integer_tensor_is_refused_by_the_strict_load():
     """load_state_strict itself refuses an integer tensor where the model has floats (torch's
     load_state_dict would cast it), naming the source and the tensor."""
-    from sedd_cli.checkpoint import build_components, load_state_strict
+    from sedd_cli.checkpoints import build_components, load_state_strict
     from sedd_cli.config import Config
 
     from .helpers import tiny_model_config
@@ -546,7 +546,7 @@ def test_finite_check_is_exact_where_the_fast_sum_overflows():
     """check_tensors tests sum(t) first (NaN and Inf propagate through a sum); a finite tensor
     whose float32 sum overflows to inf (3e38 + 3e38) is still accepted, one NaN among finite
     values or +Inf next to -Inf (sum NaN) is refused, and so is a NaN in bfloat16."""
-    from sedd_cli.checkpoint import check_tensors
+    from sedd_cli.checkpoints import check_tensors
 
     check_tensors({"big": torch.full((4,), 3e38)}, "f")
     assert not torch.isfinite(torch.full((4,), 3e38).sum())  # the fast path alone would refuse it

@@ -19,7 +19,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sedd_cli.checkpoint import load_pretrained
+from sedd_cli.checkpoints import load_pretrained
 from sedd_cli.cli import app
 from sedd_cli.errors import SeddError
 from sedd_cli.evaluation import (

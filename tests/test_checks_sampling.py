@@ -19,7 +19,7 @@ ALPHABET = "abcdefgh"
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from sedd_cli.checkpoint import build_components, save_model_dir
+    from sedd_cli.checkpoints import build_components, save_model_dir
     from sedd_cli.config import load_preset
     from sedd_cli.tokenizers import get_tokenizer
 

@@ -12,11 +12,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sedd_cli.checkpoint import Pretrained, build_components, load_pretrained, save_model_dir
+from sedd_cli.checkpoints import Pretrained, build_components, load_pretrained, save_model_dir
 from sedd_cli.cli import app
 from sedd_cli.config import load_preset
 from sedd_cli.errors import SeddError
-from sedd_cli.evaluate import (
+from sedd_cli.evaluation import (
     DECODER_FLOOR,
     MAX_MC,
     SampleScore,
@@ -597,20 +597,20 @@ def test_cli_generative_with_sedd_evaluator(tiny, tmp_path):
 def test_generative_samples_ignore_the_models_temperature(tiny, monkeypatch):
     """--generative MODEL scores the model as it is: temperature 1 and top-p 1 reach the sampler
     even when the model's sample settings sharpen (docs/evaluation.md)."""
-    import sedd_cli.samplers as samplers
-    from sedd_cli.checkpoint import load_pretrained
+    import sedd_cli.sampling as sampling
+    from sedd_cli.checkpoints import load_pretrained
     from sedd_cli.evaluation.generative import _generate_texts
 
     pre = load_pretrained(str(tiny), device="cpu")
     pre.config.sample.temperature, pre.config.sample.top_p = 0.5, 0.9
     seen = []
-    real = samplers.generate
+    real = sampling.generate
 
     def spy(*args, **kw):
         seen.append((kw["temperature"], kw["top_p"]))
         return real(*args, **kw)
 
-    monkeypatch.setattr(samplers, "generate", spy)
+    monkeypatch.setattr(sampling, "generate", spy)
     texts, _ = _generate_texts(pre, num_samples=3, steps=2, batch_size=2, seed=0, device="cpu")
     assert len(texts) == 3 and seen == [(1.0, 1.0), (1.0, 1.0)]
 

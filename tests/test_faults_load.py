@@ -36,9 +36,9 @@ NAMES = "emma olivia ava isabella sophia mia liam noah william james oliver luca
 @pytest.fixture(scope="module")
 def pristine(tmp_path_factory) -> dict[str, Path]:
     """{"run": a one-step tiny run directory, "model": it converted to a model folder}."""
-    from sedd_cli.checkpoint import convert_model
+    from sedd_cli.checkpoints import convert_model
     from sedd_cli.config import load_config
-    from sedd_cli.trainer import train
+    from sedd_cli.training import train
 
     root = tmp_path_factory.mktemp("pristine")
     data = root / "names.txt"
@@ -178,7 +178,7 @@ def rerecorded(corrupt: Callable[[Path], None]) -> Callable[[Path], None]:
     records the damaged file's size and sha256, so only the loader's own checks can refuse it."""
 
     def apply(path: Path) -> None:
-        from sedd_cli.checkpoint import file_record
+        from sedd_cli.checkpoints import file_record
 
         corrupt(path)
         _set_record(path, file_record(path))

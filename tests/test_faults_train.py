@@ -35,12 +35,12 @@ from typer.testing import CliRunner
 
 import sedd_cli.runtime as runtime
 import sedd_cli.tokenizers as tokenizers
-from sedd_cli.checkpoint import load_pretrained
+from sedd_cli.checkpoints import load_pretrained
 from sedd_cli.cli import app
 from sedd_cli.config import load_config
 from sedd_cli.errors import SeddError
 from sedd_cli.runtime import FileLock
-from sedd_cli.trainer import LOCK_FILE, claim_run_dir, read_metrics, train
+from sedd_cli.training import LOCK_FILE, claim_run_dir, read_metrics, train
 
 from .helpers import NAMES
 
@@ -524,7 +524,7 @@ def test_kill_9_at_random_points_then_resume_reaches_the_uninterrupted_losses(na
     every step and the final EMA weights equal an uninterrupted run's."""
     from safetensors.torch import load_file
 
-    from sedd_cli.checkpoint import latest_checkpoint
+    from sedd_cli.checkpoints import latest_checkpoint
 
     sets = ("train.max_steps=30", "train.checkpoint_every=1", "train.eval_every=5", "train.sample_every=7")
     cfg = load_config("tiny", sets=[f"data.name={names_file}", *SETS, *sets])

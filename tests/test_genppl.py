@@ -15,9 +15,9 @@ import torch
 
 import sedd_cli.evaluation.evaluators as evaluators
 import sedd_cli.evaluation.generative as generative
-from sedd_cli.checkpoint import build_components, load_pretrained, save_model_dir
+from sedd_cli.checkpoints import build_components, load_pretrained, save_model_dir
 from sedd_cli.config import load_preset
-from sedd_cli.evaluate import CausalLMEvaluator, generative_perplexity, hf_evaluator
+from sedd_cli.evaluation import CausalLMEvaluator, generative_perplexity, hf_evaluator
 from sedd_cli.evaluation.evaluators import _windows
 from sedd_cli.tokenizers import get_tokenizer
 
@@ -136,12 +136,12 @@ def test_fresh_samples_reach_a_same_vocabulary_evaluator_as_ids(pack_model, tiny
     """As the reference: with an evaluator of the model's vocabulary the sampled ids are scored as
     they are, all L of them, end-of-text included (before, they were decoded with special tokens
     skipped, so EOS vanished)."""
-    import sedd_cli.samplers as samplers
+    import sedd_cli.sampling as sampling
 
     lm, tok = tiny_lm
     L = load_pretrained(str(pack_model), device="cpu").config.model.length
     fixed = torch.tensor([[3, 4, 1, 5, 2, 6] + [7] * (L - 6), [1] * 3 + [8] * (L - 3)])
-    monkeypatch.setattr(samplers, "generate", lambda *a, **k: fixed[: k["batch_size"]])
+    monkeypatch.setattr(sampling, "generate", lambda *a, **k: fixed[: k["batch_size"]])
     monkeypatch.setattr(evaluators, "_PROBE", "bad cafe")  # a probe the char vocabulary can encode
     evaluator = CausalLMEvaluator(lm, tok, batch_size=4)
     seen = []
@@ -156,12 +156,12 @@ def test_fresh_samples_for_another_vocabulary_keep_end_of_text(pack_model, tiny_
     """An evaluator that does not share the vocabulary gets text; end-of-text is not dropped (for
     GPT-2 models it is written as <|endoftext|>, see the next test); here the char tokenizer
     renders it as "" and the texts are exactly the decoded rows."""
-    import sedd_cli.samplers as samplers
+    import sedd_cli.sampling as sampling
 
     lm, tok = tiny_lm
     L = load_pretrained(str(pack_model), device="cpu").config.model.length
     fixed = torch.tensor([[3, 4, 1, 5] + [6] * (L - 4)])
-    monkeypatch.setattr(samplers, "generate", lambda *a, **k: fixed)
+    monkeypatch.setattr(sampling, "generate", lambda *a, **k: fixed)
     evaluator = CausalLMEvaluator(lm, tok, batch_size=4)  # the default probe has characters "abc def" lacks
     seen = []
     real = evaluator.__call__

@@ -15,7 +15,7 @@ ALPHABET = "abcdefgh"
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from sedd_cli.checkpoint import build_components, save_model_dir
+    from sedd_cli.checkpoints import build_components, save_model_dir
     from sedd_cli.config import load_preset
     from sedd_cli.tokenizers import get_tokenizer
 
@@ -283,7 +283,7 @@ def test_no_runs_error(tmp_path, monkeypatch):
 
 
 def test_python_api(model_dir):
-    from sedd_cli.samplers import infill, sample
+    from sedd_cli.sampling import infill, sample
 
     res = sample(str(model_dir), steps=3, num_samples=2, device="cpu")
     assert len(res.texts) == 2 and res.nfe == 4 and tuple(res.ids.shape) == (2, 16)

@@ -26,7 +26,7 @@ import torch
 from sedd_cli.errors import SeddError
 from sedd_cli.graph import Absorbing, Uniform
 from sedd_cli.noise import GeometricNoise, LogLinearNoise
-from sedd_cli.samplers import (
+from sedd_cli.sampling import (
     PREDICTORS,
     AbsorbingAnalyticPredictor,
     AbsorbingEulerPredictor,

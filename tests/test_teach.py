@@ -15,7 +15,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from sedd_cli.checkpoint import build_components, load_pretrained, save_model_dir
+from sedd_cli.checkpoints import build_components, load_pretrained, save_model_dir
 from sedd_cli.cli import app
 from sedd_cli.config import load_preset
 from sedd_cli.demos import (

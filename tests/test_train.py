@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from sedd_cli.cli import app
 from sedd_cli.config import load_config
 from sedd_cli.errors import SeddError
-from sedd_cli.trainer import EMA, DataOrder, lr_at, read_metrics, resume_config, train
+from sedd_cli.training import EMA, DataOrder, lr_at, read_metrics, resume_config, train
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -174,7 +174,7 @@ def test_resume_after_interrupt_reaches_the_same_losses(names_file, tmp_path):
 
 
 def test_run_directory_layout_and_loadable_checkpoint(names_file, tmp_path):
-    from sedd_cli.checkpoint import load_pretrained, read_config
+    from sedd_cli.checkpoints import load_pretrained, read_config
 
     result = train(tiny(names_file, "train.max_steps=5"), run_dir=tmp_path / "run", device="cpu")
     run = tmp_path / "run"
@@ -252,9 +252,9 @@ def test_snapshot_samples_are_the_ema_weights_draws(names_file, tmp_path):
     recomputed here from the saved ema.safetensors, and different from the live weights' draws
     of the same seed. Each line is a name of at most L = 16 letters of the training alphabet,
     and the `sample` event reports the same texts."""
-    pytest.importorskip("sedd_cli.samplers")
-    from sedd_cli.checkpoint import load_pretrained
-    from sedd_cli.samplers import generate
+    pytest.importorskip("sedd_cli.sampling")
+    from sedd_cli.checkpoints import load_pretrained
+    from sedd_cli.sampling import generate
 
     cfg = tiny(
         names_file,

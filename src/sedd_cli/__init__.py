@@ -39,15 +39,15 @@ _EXPORTS = {
     "build_model": "model",
     "score_entropy_loss": "losses",
     # models on disk
-    "load_pretrained": "checkpoint",
-    "Pretrained": "checkpoint",
+    "load_pretrained": "checkpoints",
+    "Pretrained": "checkpoints",
     # commands as functions
-    "perplexity": "evaluate",
-    "train": "trainer",
-    "TrainResult": "trainer",
-    "sample": "samplers",
-    "infill": "samplers",
-    "generate": "samplers",
+    "perplexity": "evaluation",
+    "train": "training",
+    "TrainResult": "training",
+    "sample": "sampling",
+    "infill": "sampling",
+    "generate": "sampling",
 }
 
 __all__ = sorted([*_EXPORTS, "__version__"])

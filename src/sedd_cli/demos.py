@@ -34,7 +34,7 @@ from .noise import GeometricNoise, LogLinearNoise, Noise
 from .tokenizers import TOKENIZER_FILE, TOKENIZERS, Tokenizer, get_tokenizer, load_tokenizer
 
 if TYPE_CHECKING:
-    from .checkpoint import Pretrained
+    from .checkpoints import Pretrained
 
 __all__ = [
     "GRAPHS",

@@ -190,7 +190,7 @@ def _print_texts(plain: list[str], rich_items: list[Any] | None = None) -> None:
 
 
 def _loaded(model: str | None, device: str) -> Any:
-    from ..checkpoint import load_pretrained
+    from ..checkpoints import load_pretrained
 
     return load_pretrained(model, device=device)
 

@@ -243,7 +243,7 @@ def sedd_evaluator(
     source: Any, *, mc: int = 16, batch_size: int = 32, seed: int = 0, device: str = "auto"
 ) -> SeddEvaluator:
     """A `SeddEvaluator` for the model `source` (a MODEL path or a loaded `Pretrained`)."""
-    from ..checkpoint import Pretrained, load_pretrained
+    from ..checkpoints import Pretrained, load_pretrained
 
     check_mc(mc)  # before the model is loaded
     check_batch_size(batch_size)

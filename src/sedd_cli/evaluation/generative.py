@@ -51,8 +51,8 @@ class GenerativeResult:
 
 def _generate_ids(source: Any, *, num_samples: int, steps: int | None, batch_size: int, seed: int, device):
     """Fresh samples from a sedd model (samplers.generate): (the loaded model, ids [num_samples, L])."""
-    from ..checkpoint import Pretrained, load_pretrained
-    from ..samplers import generate
+    from ..checkpoints import Pretrained, load_pretrained
+    from ..sampling import generate
 
     pre = source if isinstance(source, Pretrained) else load_pretrained(source, device=device)
     s = pre.config.sample

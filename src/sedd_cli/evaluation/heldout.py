@@ -94,7 +94,7 @@ def perplexity(
     the estimator and docs/evaluation.md for the protocols. Every option, and the data set when it
     is named, is checked before the model is loaded.
     """
-    from ..checkpoint import Pretrained, load_pretrained
+    from ..checkpoints import Pretrained, load_pretrained
 
     check_mc(mc)
     check_batch_size(batch_size)

@@ -59,7 +59,7 @@ def _resolve(pre: Any, seed: int, **given: Any) -> _Settings:
 def _load(source: Any, device: str) -> Any:
     if hasattr(source, "model") and hasattr(source, "graph") and hasattr(source, "tokenizer"):
         return source
-    from ..checkpoint import load_pretrained
+    from ..checkpoints import load_pretrained
 
     return load_pretrained(None if source is None else str(source), device=device)
 

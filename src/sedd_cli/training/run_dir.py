@@ -16,7 +16,7 @@ import re
 import shutil
 from pathlib import Path
 
-from ..checkpoint import CONFIG_FILE, META_FILE, list_checkpoints
+from ..checkpoints import CONFIG_FILE, META_FILE, list_checkpoints
 from ..config import Config
 from ..errors import SeddError
 from ..runtime import FileLock

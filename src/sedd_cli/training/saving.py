@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import (
+from ..checkpoints import (
     CONFIG_FILE,
     EMA_FILE,
     META_FILE,

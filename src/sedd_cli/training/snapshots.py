@@ -18,7 +18,7 @@ from .run_dir import SAMPLES_DIR
 def snapshot(model, graph, noise, ema, tokenizer, config, dev, run_dir: Path, step, emit, max_steps) -> None:
     """Sample `sample.num_samples` sequences with the EMA weights into samples/step_XXXXXXXX.txt."""
     try:
-        from ..samplers import generate
+        from ..sampling import generate
     except ImportError:
         return
     sc = config.sample

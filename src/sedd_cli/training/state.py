@@ -15,7 +15,7 @@ from typing import Any
 
 import torch
 
-from ..checkpoint import build_components
+from ..checkpoints import build_components
 from ..config import Config, config_from_dict
 from ..errors import SeddError
 from .data_order import DataOrder
