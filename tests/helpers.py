@@ -52,15 +52,17 @@ def tiny_model_config(**kw) -> ModelConfig:
     return ModelConfig(**base)
 
 
-def save_tiny_char_model(folder):
-    """A tiny random char model (tiny preset, pad layout, pad id 0) saved as a model folder."""
+def save_tiny_char_model(folder, alphabet: str = "abc def", seed: int | None = 0):
+    """A tiny random char model (tiny preset: pad layout, pad id 0, length 16) over the characters
+    of `alphabet`, saved as a model folder (`seed` None: the weights come from torch's global RNG)."""
     from sedd_cli.checkpoints import build_components, save_model_dir
     from sedd_cli.config import load_preset
     from sedd_cli.tokenizers import get_tokenizer
 
-    torch.manual_seed(0)
+    if seed is not None:
+        torch.manual_seed(seed)
     cfg = load_preset("tiny")
-    tok = get_tokenizer("char", ["abc def"])
+    tok = get_tokenizer("char", [alphabet])
     cfg.model.vocab_size = tok.vocab_size
     model, _, _ = build_components(cfg, tok.vocab_size)
     save_model_dir(folder, model.state_dict(), cfg, tok, {"step": 0})

@@ -13,21 +13,14 @@ from sedd_cli.cli import app
 from sedd_cli.errors import SeddError
 
 from .checks import assert_checked_once
+from .helpers import save_tiny_char_model
 
 ALPHABET = "abcdefgh"
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from sedd_cli.checkpoints import build_components, save_model_dir
-    from sedd_cli.config import load_preset
-    from sedd_cli.tokenizers import get_tokenizer
-
-    cfg = load_preset("tiny")  # char tokenizer, pad layout, length 16
-    tok = get_tokenizer("char", [ALPHABET])
-    cfg.model.vocab_size = tok.vocab_size
-    model, _, _ = build_components(cfg, tok.vocab_size)
-    return save_model_dir(tmp_path_factory.mktemp("m") / "m", model.state_dict(), cfg, tok, {"step": 0})
+    return save_tiny_char_model(tmp_path_factory.mktemp("m") / "m", ALPHABET, seed=None)
 
 
 # (option, command line with {m} = the model, {f} = an existing file, {d} = a folder, fragment)

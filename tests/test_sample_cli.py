@@ -10,20 +10,14 @@ from typer.testing import CliRunner
 
 from sedd_cli.cli import app
 
+from .helpers import save_tiny_char_model
+
 ALPHABET = "abcdefgh"
 
 
 @pytest.fixture(scope="module")
 def model_dir(tmp_path_factory):
-    from sedd_cli.checkpoints import build_components, save_model_dir
-    from sedd_cli.config import load_preset
-    from sedd_cli.tokenizers import get_tokenizer
-
-    cfg = load_preset("tiny")  # char tokenizer, pad layout, length 16
-    tok = get_tokenizer("char", [ALPHABET])
-    cfg.model.vocab_size = tok.vocab_size
-    model, _, _ = build_components(cfg, tok.vocab_size)
-    return save_model_dir(tmp_path_factory.mktemp("m") / "m", model.state_dict(), cfg, tok, {"step": 0})
+    return save_tiny_char_model(tmp_path_factory.mktemp("m") / "m", ALPHABET, seed=None)
 
 
 def invoke(*args):
