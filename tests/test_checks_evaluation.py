@@ -6,9 +6,8 @@ asserts the fragment has exactly one origin, in the library (`tests/checks.py`).
 ``before load`` name a model path that does not exist: they pass only if the option is checked
 before any model is loaded.
 
-Not a row: "is not UTF-8 text" (a samples file that is not UTF-8; tests/test_evaluate.py covers
-it). Reading a file as UTF-8 is one fact checked in six places across the stages (config, data,
-trainer, evaluation, cli): it wants one core helper, outside this package.
+Text that is not UTF-8 (here a samples file) is refused by the core's one message
+(`config.not_utf8`), whichever stage reads the file.
 """
 
 from __future__ import annotations
@@ -46,7 +45,7 @@ CLI_ROWS = [
         [NO_MODEL, "--data", "TEXT", "--time-spacing", "log"],
         "--time-spacing must be one of",
     ),
-    ("--max-blocks", [NO_MODEL, "--data", "TEXT", "--max-blocks", "0"], "--max-blocks must be at least 1"),
+    ("--max-blocks", [NO_MODEL, "--data", "TEXT", "--max-blocks", "0"], " must be at least 1 block, got "),
     ("--split", [NO_MODEL, "--data", "TEXT", "--split", "valid"], "--split must be one of"),
     ("--split all", [NO_MODEL, "--data", "wikitext2", "--split", "all"], "--split all is for local files"),
     ("--data", [NO_MODEL, "--data", "wikitxt2"], "unknown protocol or file"),
@@ -103,11 +102,17 @@ def _bad_json(tmp_path):
     read_samples(tmp_path / "s.jsonl")
 
 
+def _not_utf8(tmp_path):
+    (tmp_path / "s.txt").write_bytes(b"abc\n\xffdef\n")
+    read_samples(tmp_path / "s.txt")
+
+
 # (input, call, fragment): the library entries' own checks of what they are given
 LIBRARY_ROWS = [
     ("data (tensor ids)", lambda tiny, tmp: _out_of_vocabulary(tiny), "but the model's vocabulary has"),
     ("samples (list)", lambda tiny, tmp: generative_perplexity([], eval_model="x"), "no samples to evaluate"),
     ("samples (jsonl)", lambda tiny, tmp: _bad_json(tmp), ": not JSON"),
+    ("samples (not UTF-8)", lambda tiny, tmp: _not_utf8(tmp), " is not UTF-8 text ("),
     (
         "scores",
         lambda tiny, tmp: summarize_samples([SampleScore([1], 0.0, 0)]),

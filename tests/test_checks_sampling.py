@@ -25,13 +25,13 @@ def model_dir(tmp_path_factory):
 
 # (option, command line with {m} = the model, {f} = an existing file, {d} = a folder, fragment)
 CLI_ROWS = [
-    ("--steps", ["sample", "{m}", "--steps", "0"], "--steps must be between 1 and"),
-    ("--num-samples", ["sample", "{m}", "-n", "0"], "--num-samples must be between 1 and"),
-    ("--batch-size", ["sample", "{m}", "--batch-size", "0"], "--batch-size (sequences per batch)"),
+    ("--steps", ["sample", "{m}", "--steps", "0"], " reverse-process steps, got "),
+    ("--num-samples", ["sample", "{m}", "-n", "0"], "run several calls with different --seed for more"),
+    ("--batch-size", ["sample", "{m}", "--batch-size", "0"], "(sequences per sampling batch) must be"),
     ("--length", ["sample", "{m}", "--length", "0"], "--length must be at least 1"),
     ("--length", ["sample", "{m}", "--length", "17"], "is longer than the model's trained length"),
     ("--eps", ["sample", "{m}", "--eps", "1.5"], "(the end of the time grid) must be in (0, 1)"),
-    ("--precision", ["sample", "{m}", "--precision", "float16"], "--precision must be float64 or float32"),
+    ("--precision", ["sample", "{m}", "--precision", "float16"], " must be float64 or float32, got "),
     ("--predictor", ["sample", "{m}", "--predictor", "heun"], "unknown predictor"),
     ("--temperature", ["sample", "{m}", "--temperature", "-1"], "must be 0 (arg-max) or positive"),
     ("--top-p", ["infill", "a[MASK]", "-m", "{m}", "--top-p", "1.5"], "must be in (0, 1], got"),
@@ -85,10 +85,10 @@ def _tiny():
 @pytest.mark.parametrize(
     "kw, fragment",
     [
-        ({"steps": 0}, "--steps must be between 1 and"),
+        ({"steps": 0}, " reverse-process steps, got "),
         ({"length": 0}, "--length must be at least 1"),
         ({"eps": 0.0}, "(the end of the time grid) must be in (0, 1)"),
-        ({"precision": "float16"}, "--precision must be float64 or float32"),
+        ({"precision": "float16"}, " must be float64 or float32, got "),
         ({"predictor": "heun"}, "unknown predictor"),
         ({"temperature": -1.0}, "must be 0 (arg-max) or positive"),
         ({"top_p": 0.0}, "must be in (0, 1], got"),

@@ -137,7 +137,7 @@ def test_defaults_validate():
         (["train.max_time=0"], r"train.max_time must be a finite number in \(0, inf\)"),
         (["train.max_time=nan"], r"train.max_time must be a finite number in \(0, inf\)"),
         (["train.warmup=-1"], r"train.warmup must be at least 0 \(valid: 0 .. 1,000,000,000\), got -1"),
-        (["train.max_steps=-5"], r"train.max_steps must be at least 0"),
+        (["train.max_steps=0"], r"train.max_steps must be at least 1 \(valid: 1 .. 1,000,000,000\)"),
         (["train.max_steps=1000000000000"], r"train.max_steps must be at most 1,000,000,000"),
         (["train.batch_size=0"], r"train.batch_size must be at least 1 \(valid: 1 .. 1,048,576\)"),
         (["train.accum=0"], r"train.accum must be at least 1"),
@@ -145,10 +145,6 @@ def test_defaults_validate():
         (["train.keep_checkpoints=-1"], r"train.keep_checkpoints must be at least 0"),
         (["train.seed=1180591620717411303424"], r"train.seed must be an integer in \[0, 2\*\*63 - 1\]"),
         (["train.seed=-1"], r"train.seed must be an integer in \[0, 2\*\*63 - 1\], got -1"),
-        (["sample.steps=0"], r"sample.steps must be at least 1 \(valid: 1 .. 100,000\), got 0"),
-        (["sample.steps=1000000000000"], r"sample.steps must be at most 100,000"),
-        (["sample.num_samples=0"], r"sample.num_samples must be at least 1"),
-        (["sample.batch_size=0"], r"sample.batch_size must be at least 1"),
         (["sample.eps=nan"], r"sample.eps must be a finite number in \(0, 1\)"),
         (["sample.temperature=nan"], r"sample.temperature must be 0 \(arg-max\) or positive"),
         (["sample.top_p=nan"], r"sample.top_p must be in \(0, 1\]"),
@@ -179,7 +175,7 @@ def test_the_bounds_hold_every_preset_and_their_edges_are_valid():
         load_preset(name)  # validates
     edges = [f"{key}={high}" for key, (low, high) in COUNT_BOUNDS.items() if not key.startswith("model.")]
     cfg = load_config("tiny", sets=[*edges, f"train.seed={MAX_SEED}", "train.beta2=0", "train.grad_clip=0"])
-    assert cfg.train.seed == 2**63 - 1 and cfg.sample.steps == COUNT_BOUNDS["sample.steps"][1]
+    assert cfg.train.seed == 2**63 - 1 and cfg.train.max_steps == COUNT_BOUNDS["train.max_steps"][1]
 
 
 def test_the_largest_seed_seeds_every_stream_torch_draws():
@@ -206,8 +202,12 @@ def test_the_largest_seed_seeds_every_stream_torch_draws():
         (["--set", "train.beta1=2"], "train.beta1 must be a finite number in [0, 1), got 2.0"),
         (["--set", "train.weight_decay=-1"], "train.weight_decay must be a finite number in [0, inf)"),
         (["--seed", str(2**70)], "train.seed must be an integer in [0, 2**63 - 1]"),
-        (["--set", "sample.num_samples=0"], "sample.num_samples must be at least 1"),
-        (["--set", "sample.steps=0"], "sample.steps must be at least 1"),
+        (["--set", "sample.num_samples=0"], "sample.num_samples must be between 1 and 1,000,000, got 0"),
+        (["--set", "sample.steps=0"], "sample.steps must be between 1 and 100,000 reverse-process steps"),
+        (["--set", "sample.batch_size=0"], "sample.batch_size (sequences per sampling batch) must be"),
+        (["--set", "sample.predictor=eulr"], "sample.predictor: unknown predictor 'eulr'"),
+        (["--set", "sample.precision=float16"], "sample.precision must be float64 or float32"),
+        (["--max-steps", "0"], "train.max_steps must be at least 1 (valid: 1 .. 1,000,000,000), got 0"),
     ],
 )
 def test_train_refuses_bad_values_before_any_work(args, message, tmp_path):

@@ -440,11 +440,11 @@ def test_max_steps_below_the_resumed_step_and_negative(trained, names_file, tmp_
     one_line_error(
         invoke("train", "--resume", str(run), "--max-steps", "1"), "already at step 2", "--max-steps"
     )
-    one_line_error(invoke("train", "--resume", str(run), "--max-steps", "-5"), "--max-steps", "-5")
+    one_line_error(invoke("train", "--resume", str(run), "--max-steps", "-5"), "train.max_steps", "-5")
     assert folder_hash(run) == before
     one_line_error(
         invoke("train", *tiny_args(names_file), "--max-steps", "-5", "--run-dir", str(tmp_path / "new")),
-        "--max-steps",
+        "train.max_steps must be at least 1",
     )
     assert not (tmp_path / "new").exists()
 

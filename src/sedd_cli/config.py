@@ -45,6 +45,8 @@ __all__ = [
     "MAX_SEED",
     "yaml_load",
     "read_text_file",
+    "check_values",
+    "not_utf8",
     "read_yaml_file",
     "drop_none",
 ]
@@ -169,17 +171,16 @@ COUNT_BOUNDS: dict[str, tuple[int, int]] = {
     "train.batch_size": (1, 1_048_576),
     "train.accum": (1, 65_536),
     "train.warmup": (0, 1_000_000_000),
-    "train.max_steps": (0, 1_000_000_000),
+    "train.max_steps": (1, 1_000_000_000),
     "train.log_every": (0, 1_000_000_000),
     "train.eval_every": (0, 1_000_000_000),
     "train.eval_batches": (0, 1_000_000),
     "train.sample_every": (0, 1_000_000_000),
     "train.checkpoint_every": (0, 1_000_000_000),
     "train.keep_checkpoints": (0, 1_000_000),
-    "sample.steps": (1, 100_000),
-    "sample.num_samples": (1, 10_000_000),
-    "sample.batch_size": (1, 1_048_576),
 }
+# The `sample:` section's values are checked by the sampling stage's own checks
+# (`sampling.check_sample_settings`): one place for each sampling fact.
 
 # Every real-valued setting with its interval (low, high, which ends are closed). Non-finite
 # values (nan, inf) are refused everywhere.
@@ -240,20 +241,15 @@ class Config:
         _choice("data.unknown", self.data.unknown, ("error", "skip", "unk"))
         _choice("data.weighting", self.data.weighting, ("distinct", "count"))
         _choice("model.attention", self.model.attention, ("sdpa", "flash"))
-        _choice("sample.predictor", self.sample.predictor, ("analytic", "euler", "none"))
-        _choice("sample.precision", self.sample.precision, ("float64", "float32"))
         _choice("train.decay", self.train.decay, ("none", "linear", "cosine"))
         _choice("train.t_sampling", self.train.t_sampling, ("uniform", "stratified"))
         _choice("train.loss", self.train.loss, LOSSES)
         m = self.model
-        for key, (low, high) in COUNT_BOUNDS.items():
+        for key in COUNT_BOUNDS:
             section, name = key.split(".")
             value = getattr(getattr(self, section), name)
-            if value is None and key == "model.vocab_size":
-                continue
-            if not low <= value <= high:
-                side = f"at least {low}" if value < low else f"at most {high:,}"
-                raise ConfigError(f"{key} must be {side} (valid: {low} .. {high:,}), got {value:,}")
+            if not (value is None and key == "model.vocab_size"):
+                _check_count(key, value)
         check_seed(self.train.seed, "train.seed")
         if m.hidden_size % m.n_heads or (m.hidden_size // m.n_heads) % 2:
             raise ConfigError(
@@ -294,6 +290,28 @@ class Config:
                 f"train.loss={self.train.loss} needs a time-independent model: set "
                 "model.time_conditioning=false (or train.loss=dse)"
             )
+
+
+def _check_count(key: str, value: int) -> None:
+    low, high = COUNT_BOUNDS[key]
+    if not low <= value <= high:
+        side = f"at least {low}" if value < low else f"at most {high:,}"
+        raise ConfigError(f"{key} must be {side} (valid: {low} .. {high:,}), got {value:,}")
+
+
+def check_values(data: dict[str, Any]) -> None:
+    """The range checks of `Config.validate` on a partial nested dict of settings (one layer of
+    overrides, e.g. the typed options of `sedd train`), so that a later layer (``--set``) cannot
+    hide a bad value given in an earlier one. Keys without a range are left to `validate`."""
+    for key in (*COUNT_BOUNDS, *REAL_RANGES):
+        section, name = key.split(".")
+        value = (data.get(section) or {}).get(name)
+        if value is None:
+            continue
+        if key in COUNT_BOUNDS:
+            _check_count(key, value)
+        else:
+            _check_real(key, value, *REAL_RANGES[key])
 
 
 def _check_real(key: str, value: float, low: float, high: float, closed: str) -> None:
@@ -359,18 +377,29 @@ def yaml_load(text: str, where: str | None = None) -> Any:
         raise ConfigError(f"invalid YAML{place}{at}: {problem}") from None
 
 
-def read_text_file(path: str | Path) -> str:
-    """The UTF-8 text of `path`; a ConfigError naming the file (and the byte offset of the first
-    byte that is not UTF-8) when it cannot be read."""
+def read_text_file(path: str | Path, what: str | None = None, *, damaged: bool = False) -> str:
+    """The UTF-8 text of `path`: the one reader of text files for every stage. A ConfigError
+    naming the file (as ``what 'path'`` when `what` is given) when it is a folder, cannot be read,
+    or is not UTF-8 (with the byte offset of the first byte that is not); `damaged` adds that the
+    file is damaged (a file sedd wrote itself)."""
     path = Path(path)
+    name = f"{what} {str(path)!r}" if what else repr(str(path))
     try:
         raw = path.read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{name} is a folder, not a file") from None
     except OSError as exc:
-        raise ConfigError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+        raise ConfigError(f"cannot read {name}: {exc.strerror or exc}") from None
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise ConfigError(f"{str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+        raise not_utf8(name, exc, "; the file is damaged" if damaged else "") from None
+
+
+def not_utf8(name: str, exc: UnicodeDecodeError, hint: str = "") -> ConfigError:
+    """The one message for text that is not UTF-8: `name` (a quoted path, "standard input"), the
+    reason and the byte offset of the first byte that is not UTF-8, then `hint`."""
+    return ConfigError(f"{name} is not UTF-8 text ({exc.reason} at byte {exc.start}){hint}")
 
 
 def read_yaml_file(path: str | Path, what: str = "config file") -> dict[str, Any]:

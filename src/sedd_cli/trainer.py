@@ -6,8 +6,7 @@ from .training import *  # noqa: F401,F403
 from .training import __all__  # noqa: F401
 
 warnings.warn(
-    "sedd_cli.trainer is deprecated and will be removed in the next release: "
-    "import from sedd_cli.training",
+    "sedd_cli.trainer is deprecated and will be removed in the next release: import from sedd_cli.training",
     DeprecationWarning,
     stacklevel=2,
 )

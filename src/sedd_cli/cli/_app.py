@@ -167,9 +167,6 @@ def read_text_arg(text: str) -> str:
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as exc:
-        from ..errors import SeddError
+        from ..config import not_utf8
 
-        raise SeddError(
-            f"standard input is not UTF-8 text ({exc.reason} at byte {exc.start}): pass text, "
-            "not a binary file"
-        ) from None
+        raise not_utf8("standard input", exc, ": pass text, not a binary file") from None

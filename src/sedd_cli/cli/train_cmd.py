@@ -37,11 +37,12 @@ def _merge(a: dict[str, Any], b: dict[str, Any]) -> dict[str, Any]:
 
 def _overrides(config_file: Path | None, options: dict[str, Any], sets: list[str]) -> dict[str, Any]:
     """--config FILE < typed options < --set, as one nested dict of overrides."""
-    from ..config import parse_set, read_yaml_file
+    from ..config import check_values, parse_set, read_yaml_file
 
     data: dict[str, Any] = {}
     if config_file is not None:
         data = _merge(data, read_yaml_file(config_file))
+    check_values(options)  # a bad typed option is refused even when --set overrides it
     data = _merge(data, options)
     return _merge(data, parse_set(sets))
 
@@ -96,12 +97,11 @@ def train_command(
     baby-names data, on the CPU in minutes. Writes runs/NAME/ (config, tokenizer, metrics.jsonl,
     samples/, checkpoints/); Ctrl-C saves a checkpoint and exits with status 130; --resume
     continues exactly."""
-    from ..training import check_batch_split, check_max_steps, processes, resolve_run_dir
+    from ..training import check_batch_split, processes, resolve_run_dir
 
     run_dir = resolve_run_dir(run_dir, name, resume)
     world = int(os.environ.get("WORLD_SIZE", 1))
     procs = processes(nproc, world)
-    check_max_steps(max_steps)
     options = {
         "data": {"name": data, "text_field": text_field, "layout": layout, "tokenizer": tokenizer},
         "train": {

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..config import DataConfig
+from ..config import DataConfig, not_utf8
 from ..errors import SeddError
 from .cache import cache_root
 from .columns import CHUNK, column_batches, first_line, quiet_datasets, root_cause, text_column
@@ -64,9 +64,7 @@ def _text_file_batches(source: Source, cfg: DataConfig) -> Iterator[list[str]]:
             if batch:
                 yield batch
     except UnicodeDecodeError as exc:
-        raise SeddError(
-            f"{str(source.path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})"
-        ) from None
+        raise not_utf8(repr(str(source.path)), exc) from None
     except OSError as exc:
         raise SeddError(f"cannot read {str(source.path)!r}: {exc.strerror or exc}") from None
 

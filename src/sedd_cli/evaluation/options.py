@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..data import SPLITS
+from ..data import check_max_blocks as data_check_max_blocks
 from ..errors import SeddError
 
 __all__ = [
@@ -64,9 +65,8 @@ def check_spacing(spacing: str) -> str:
 
 
 def check_max_blocks(max_blocks: int | None) -> int | None:
-    """``--max-blocks`` None (all blocks) or at least 1; SeddError otherwise."""
-    if max_blocks is not None and max_blocks < 1:
-        raise SeddError(f"--max-blocks must be at least 1, got {max_blocks}")
+    """``--max-blocks`` None (all blocks) or at least 1: the data stage's check, early."""
+    data_check_max_blocks(max_blocks, "--max-blocks")
     return max_blocks
 
 

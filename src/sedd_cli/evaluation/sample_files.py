@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from ..config import read_text_file
 from ..errors import SeddError
 
 __all__ = ["read_samples"]
@@ -21,12 +22,7 @@ def read_samples(path: str | Path) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise SeddError(f"samples file {str(path)!r} not found")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SeddError(f"{str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start})") from None
-    except OSError as exc:
-        raise SeddError(f"cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    text = read_text_file(path)
     out = _json_samples(path, text) if path.suffix in (".jsonl", ".json") else _text_samples(text)
     if not out:
         raise SeddError(f"samples file {str(path)!r} holds no samples")

@@ -21,7 +21,7 @@ from .absorbing import (
     AbsorbingNonePredictor,
     MaskedRowsStep,
 )
-from .api import infill, sample
+from .api import check_sample_settings, infill, sample
 from .checks import MAX_SAMPLES, MAX_STEPS, PRECISIONS
 from .decoding import decode_samples
 from .draws import nucleus, sample_categorical
@@ -55,6 +55,7 @@ __all__ = [
     "register_predictor",
     "get_predictor",
     "check_predictor",
+    "check_sample_settings",
     "sample_categorical",
     "nucleus",
     "check_shaping",

@@ -16,7 +16,7 @@ import torch
 
 from ..config import check_shaping
 from ..tokenizers import UnencodableText
-from .checks import check_precision, check_run
+from .checks import check_batch_size, check_num_samples, check_precision, check_run, check_steps
 from .decoding import decode_samples, infill_segments
 from .driver import StepEvent, generate
 from .predictors import check_predictor
@@ -45,9 +45,21 @@ class _Settings:
         return {k: v for k, v in asdict(self).items() if k in keep} | {"nfe": self.steps + int(self.denoise)}
 
 
+def check_sample_settings(sc: Any) -> None:
+    """A config's ``sample:`` section (a model's default sampling settings), checked by the same
+    functions as the options, with the keys' names: `sedd train` calls it before training, and
+    `sample` / `infill` before they use the settings."""
+    check_predictor(sc.predictor, "sample.predictor")
+    check_precision(sc.precision, "sample.precision")
+    check_steps(sc.steps, "sample.steps")
+    check_num_samples(sc.num_samples, "sample.num_samples")
+    check_batch_size(sc.batch_size, "sample.batch_size")
+
+
 def _resolve(pre: Any, seed: int, **given: Any) -> _Settings:
     """`given` options, None ones from the model's ``sample:`` settings; shaping checked."""
     s = pre.config.sample
+    check_sample_settings(s)
     v = {k: getattr(s, k) if val is None else val for k, val in given.items()}
     for k in ("temperature", "top_p"):  # given ones as floats; the model's as they are
         if given[k] is not None:

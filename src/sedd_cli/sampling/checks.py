@@ -20,32 +20,36 @@ from ..errors import SeddError
 PRECISIONS = ("float64", "float32")
 MAX_STEPS = 100_000  # reverse-process steps; the paper's longest runs use 2048
 MAX_SAMPLES = 1_000_000  # samples per call (--num-samples)
+MAX_BATCH = 1_048_576  # sequences per batch (--batch-size): a typo, not a real batch, beyond this
 DTYPES = {"float64": torch.float64, "float32": torch.float32}
 
 
-def check_precision(precision: str) -> torch.dtype:
-    """The dtype of the categorical draws named by `precision` (float64 | float32)."""
+def check_precision(precision: str, name: str = "--precision") -> torch.dtype:
+    """The dtype of the categorical draws named by `precision` (float64 | float32). `name` is the
+    option or config key the value came from (here and below: the message names it)."""
     if precision not in DTYPES:
-        raise SeddError(f"--precision must be float64 or float32, got {precision!r}")
+        raise SeddError(f"{name} must be float64 or float32, got {precision!r}")
     return DTYPES[precision]
 
 
-def check_steps(steps: int) -> None:
+def check_steps(steps: int, name: str = "--steps") -> None:
     if not 1 <= steps <= MAX_STEPS:
-        raise SeddError(f"--steps must be between 1 and {MAX_STEPS:,}, got {steps}")
+        raise SeddError(f"{name} must be between 1 and {MAX_STEPS:,} reverse-process steps, got {steps}")
 
 
-def check_num_samples(num_samples: int) -> None:
+def check_num_samples(num_samples: int, name: str = "--num-samples") -> None:
     if not 1 <= num_samples <= MAX_SAMPLES:
         raise SeddError(
-            f"--num-samples must be between 1 and {MAX_SAMPLES:,}, got {num_samples}: "
+            f"{name} must be between 1 and {MAX_SAMPLES:,}, got {num_samples}: "
             "run several calls with different --seed for more"
         )
 
 
-def check_batch_size(batch_size: int) -> None:
-    if batch_size < 1:
-        raise SeddError(f"--batch-size (sequences per batch) must be at least 1, got {batch_size}")
+def check_batch_size(batch_size: int, name: str = "--batch-size") -> None:
+    if not 1 <= batch_size <= MAX_BATCH:
+        raise SeddError(
+            f"{name} (sequences per sampling batch) must be between 1 and {MAX_BATCH:,}, got {batch_size}"
+        )
 
 
 def check_length(length: int, max_length: int | None = None) -> None:

@@ -104,9 +104,9 @@ def register_predictor(name: str, *, absorbing: bool = False) -> Callable[[type[
     return add
 
 
-def check_predictor(name: str) -> None:
+def check_predictor(name: str, option: str = "--predictor") -> None:
     if name not in PREDICTORS:
-        raise SeddError(f"unknown predictor {name!r}: choose from {', '.join(PREDICTORS)}")
+        raise SeddError(f"{option}: unknown predictor {name!r}: choose from {', '.join(PREDICTORS)}")
 
 
 def predictor_class(name: str, graph: Graph, *, fast: bool = True) -> type[Predictor]:

@@ -39,7 +39,7 @@ from .run_dir import (
     resolve_run_dir,
 )
 from .saving import TRAINER_FORMAT
-from .schedule import check_max_steps, lr_at, make_optimizer
+from .schedule import lr_at, make_optimizer
 
 __all__ = [
     "TrainEvent",
@@ -64,7 +64,6 @@ __all__ = [
     # checks the CLI calls before any work (one check per fact)
     "resolve_run_dir",
     "check_same_model",
-    "check_max_steps",
     "processes",
     "check_batch_split",
 ]

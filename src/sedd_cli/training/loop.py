@@ -29,6 +29,7 @@ import torch
 from ..config import Config
 from ..errors import SeddError
 from ..runtime import WriteError, pick_device
+from ..sampling import check_sample_settings
 from .distributed import Dist, StopFlag, check_batch_split, micro_rows
 from .events import TrainEvent, TrainResult
 from .metrics import read_metrics, write_metrics
@@ -102,6 +103,7 @@ def _plan_resume(config: Config | None, run_dir, resume, dist: Dist, claims: lis
         claims.append(claim_run_dir(run, resume=True))
     config = resumed_config(run, config)
     config.validate()
+    check_sample_settings(config.sample)
     plan = RunPlan(config, run)
     newest = newest_checkpoint(run)
     if newest is None:  # stopped before its first checkpoint: start it again in place
@@ -129,6 +131,7 @@ def _plan(config: Config | None, run_dir, resume, dist: Dist, claims: list) -> R
             if config is None:
                 raise SeddError("train() needs a Config (or resume=RUN)")
             config.validate()
+            check_sample_settings(config.sample)  # the snapshots' settings, before the folder is made
             run_dir = default_run_dir(config) if run_dir is None else run_dir
             if dist.rank == 0:  # only rank 0 writes; the others never touch the folder
                 claims.append(claim_run_dir(run_dir))

@@ -17,7 +17,7 @@ import shutil
 from pathlib import Path
 
 from ..checkpoints import CONFIG_FILE, META_FILE, list_checkpoints
-from ..config import Config
+from ..config import Config, read_text_file
 from ..errors import SeddError
 from ..runtime import FileLock
 
@@ -107,20 +107,8 @@ def check_is_run(run_dir: Path) -> None:
 
 
 def read_text(path: Path, what: str) -> str:
-    """The UTF-8 text of `path`, or a one-line SeddError naming it (and the byte offset)."""
-    try:
-        data = path.read_bytes()
-    except IsADirectoryError:
-        raise SeddError(f"{what} {str(path)!r} is a folder, not a file") from None
-    except OSError as exc:
-        raise SeddError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc}") from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise SeddError(
-            f"{what} {str(path)!r} is not UTF-8 text (byte {exc.start}: "
-            f"{data[exc.start : exc.start + 1]!r}); the file is damaged"
-        ) from None
+    """The UTF-8 text of a run file `path` (`config.read_text_file`: one line naming it)."""
+    return read_text_file(path, what, damaged=True)
 
 
 # --- what the folder holds -----------------------------------------------------------------------

@@ -12,8 +12,6 @@ from typing import Any
 
 import torch
 
-from ..errors import SeddError
-
 
 def make_optimizer(params: list[torch.nn.Parameter], tc: Any) -> torch.optim.AdamW:
     """AdamW with the fused kernel where torch has one for the device (CPU and CUDA: about 5x
@@ -43,9 +41,3 @@ def lr_at(
     if decay == "linear":
         return lr * (1 - (1 - floor) * p)
     return lr * (floor + (1 - floor) * 0.5 * (1 + math.cos(math.pi * p)))
-
-
-def check_max_steps(max_steps: int | None) -> None:
-    """A requested step budget (``--max-steps``) of at least one update; None = the config's."""
-    if max_steps is not None and max_steps < 1:
-        raise SeddError(f"--max-steps must be at least 1, got {max_steps}")
