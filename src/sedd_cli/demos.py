@@ -494,6 +494,44 @@ _UNIFORM_NOTE = (
 )
 
 
+def _loss_positions(log_score, entropy, weighted, corrupted, ids, xt, graph, sigma, tok, top_k):
+    """Per corrupted position: the model's top-k guesses for the clean token and the rank of the
+    true one, from the log-score row ``[D]`` (absorbing: ``q = (e^sigma - 1) e^{s_j}`` over the V
+    real ids, whose sum `mass` is 1 for a perfect model; uniform: a softmax of the row)."""
+    k = min(int(top_k), tok.vocab_size)
+    positions: list[LossPosition] = []
+    masses: list[float | None] = []
+    for pos in corrupted:
+        row = log_score[0, pos]  # [D]
+        if isinstance(graph, Absorbing):
+            q = esigm1(sigma.double()) * row[: graph.vocab_size].double().exp()  # [V]
+            mass = float(q.sum())
+            probs = q / q.sum()
+        else:
+            mass = None
+            probs = torch.softmax(row.double(), dim=-1)
+        masses.append(mass)
+        top_p, top_i = probs.topk(k)
+        true_p = probs[ids[pos]]
+        positions.append(
+            LossPosition(
+                position=pos,
+                x0=ids[pos],
+                x0_piece=tok.pieces([ids[pos]])[0],
+                xt=int(xt[pos]),
+                score_entropy=float(entropy[0, pos]),
+                weighted=float(weighted[0, pos]),
+                true_prob=float(true_p),
+                true_rank=int((probs > true_p).sum()) + 1,
+                top=[
+                    Prediction(id=int(i), piece=tok.pieces([int(i)])[0], prob=float(p))
+                    for p, i in zip(top_p.tolist(), top_i.tolist(), strict=True)
+                ],
+            )
+        )
+    return positions, masses
+
+
 @torch.no_grad()
 def loss_text(
     text: str,
@@ -540,37 +578,9 @@ def loss_text(
     weighted = dsigma[:, None] * entropy  # [1, L]
     loss = float(weighted.sum())
 
-    k = min(int(top_k), tok.vocab_size)
-    positions: list[LossPosition] = []
-    masses: list[float | None] = []
-    for pos in corrupted:
-        row = log_score[0, pos]  # [D]
-        if isinstance(graph, Absorbing):
-            q = esigm1(sigma.double()) * row[: graph.vocab_size].double().exp()  # [V]
-            mass = float(q.sum())
-            probs = q / q.sum()
-        else:
-            mass = None
-            probs = torch.softmax(row.double(), dim=-1)
-        masses.append(mass)
-        top_p, top_i = probs.topk(k)
-        true_p = probs[ids[pos]]
-        positions.append(
-            LossPosition(
-                position=pos,
-                x0=ids[pos],
-                x0_piece=tok.pieces([ids[pos]])[0],
-                xt=int(xt[pos]),
-                score_entropy=float(entropy[0, pos]),
-                weighted=float(weighted[0, pos]),
-                true_prob=float(true_p),
-                true_rank=int((probs > true_p).sum()) + 1,
-                top=[
-                    Prediction(id=int(i), piece=tok.pieces([int(i)])[0], prob=float(p))
-                    for p, i in zip(top_p.tolist(), top_i.tolist(), strict=True)
-                ],
-            )
-        )
+    positions, masses = _loss_positions(
+        log_score, entropy, weighted, corrupted, ids, xt, graph, sigma, tok, top_k
+    )
     noisy = xt.tolist()
     return LossResult(
         text=text,
