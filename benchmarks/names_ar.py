@@ -2,13 +2,16 @@
 
     python benchmarks/names_ar.py                      # 373 s of training, then NLL and samples
     python benchmarks/names_ar.py --seconds 60 --n 500
+    python benchmarks/names_ar.py --steps 10000        # a fixed step budget (same result on a busy machine)
 
 A GPT-style causal transformer of the `names` preset's size (4 blocks x 96, 4 heads, MLP 4x,
 pre-LayerNorm, learned positions, GELU: 0.45 M parameters) trained on the preset's training split
 (the same distinct lowercased names, the same hash split as `sedd train` and `names_ngram.py`) with
 AdamW (lr 1e-3, betas 0.9/0.999, weight decay 0), batch 64, 100 warm-up steps and a cosine decay
 over the wall-time budget `--seconds` (the schedule follows elapsed time, since the number of
-steps that fit is not known in advance). Prints one JSON object:
+steps that fit is not known in advance), or over `--steps` optimizer steps when given (the same
+model whatever else the machine is doing; the docs convert a time budget to steps with the idle
+step time this script prints as ``s_per_step``). Prints one JSON object:
 
 * ``val_nats_per_name``: the exact negative log-likelihood of the validation names, letters plus
   the end of the name, ``-sum_i log p(c_i | c_<i) - log p(end | name)`` averaged over names: the
@@ -103,13 +106,25 @@ def nats_per_name(model: CharGPT, x: torch.Tensor, y: torch.Tensor, batch: int =
 
 
 def train(
-    model: CharGPT, x: torch.Tensor, y: torch.Tensor, seconds: float, batch: int, lr: float, seed: int
+    model: CharGPT,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    seconds: float,
+    steps: int | None,
+    batch: int,
+    lr: float,
+    seed: int,
 ) -> int:
+    """AdamW with 100 warm-up steps and a cosine decay over `steps` (if given) or `seconds`."""
     gen = torch.Generator().manual_seed(seed)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     start, step = time.perf_counter(), 0
-    while (elapsed := time.perf_counter() - start) < seconds:
-        scale = min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * elapsed / seconds))
+    while True:
+        elapsed = time.perf_counter() - start
+        progress = step / steps if steps is not None else elapsed / seconds
+        if progress >= 1:
+            return step
+        scale = min(1.0, (step + 1) / 100) * 0.5 * (1 + math.cos(math.pi * progress))
         for group in opt.param_groups:
             group["lr"] = lr * scale
         rows = torch.randint(0, len(x), (batch,), generator=gen)
@@ -119,7 +134,6 @@ def train(
         loss.backward()
         opt.step()
         step += 1
-    return step
 
 
 def sample(model: CharGPT, n: int, temperature: float, seed: int) -> list[str]:
@@ -144,6 +158,7 @@ def sample(model: CharGPT, n: int, temperature: float, seed: int) -> list[str]:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seconds", type=float, default=373.0, help="training wall time")
+    ap.add_argument("--steps", type=int, default=None, help="train this many steps instead of --seconds")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--lr", type=float, default=1e-3)
     ap.add_argument("--n", type=int, default=1000, help="samples per temperature")
@@ -156,12 +171,16 @@ def main(argv: list[str] | None = None) -> None:
     real = set(train_names) | set(val_names)
     (xt, yt), (xv, yv) = encode(train_names), encode(val_names)
     model = CharGPT()
-    steps = train(model, xt, yt, args.seconds, args.batch_size, args.lr, args.seed)
+    start = time.perf_counter()
+    steps = train(model, xt, yt, args.seconds, args.steps, args.batch_size, args.lr, args.seed)
+    wall = time.perf_counter() - start
     model.eval()
     row = {
         "params": sum(p.numel() for p in model.parameters()),
-        "seconds": args.seconds,
+        "budget": f"{args.steps} steps" if args.steps is not None else f"{args.seconds:g} s",
         "steps": steps,
+        "train_s": round(wall, 1),
+        "s_per_step": round(wall / max(steps, 1), 4),
         "train_names": len(train_names),
         "val_names": len(val_names),
         "val_nats_per_name": round(nats_per_name(model, xv, yv), 3),
