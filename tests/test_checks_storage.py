@@ -8,6 +8,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
+from safetensors.torch import save_file
 from typer.testing import CliRunner
 
 from sedd_cli.cli import app
@@ -27,6 +29,13 @@ def _layout(tmp: Path) -> dict[str, str]:
     (tmp / "full").mkdir()
     (tmp / "full" / "keep.txt").write_text("mine\n")
     (tmp / "names.txt").write_text("ada\nbob\ncy\n" * 10)
+    (tmp / "radd").mkdir()  # RADD's layout: config.json (model.type ddit_wot), weights missing
+    (tmp / "radd" / "config.json").write_text('{"tokens": 50257, "model": {"type": "ddit_wot"}}')
+    (tmp / "radd2").mkdir()  # ... with weights under another model's names
+    (tmp / "radd2" / "config.json").write_text(
+        '{"tokens": 256, "model": {"type": "ddit_wot", "n_blocks": 1}}'
+    )
+    save_file({"x": torch.zeros(2)}, str(tmp / "radd2" / "model.safetensors"))
     return {
         k: str(tmp / v)
         for k, v in {
@@ -38,6 +47,8 @@ def _layout(tmp: Path) -> dict[str, str]:
             "text": "names.txt",
             "folder": "full",
             "badsuffix": "file.tsv",
+            "radd": "radd",
+            "radd2": "radd2",
         }.items()
     }
 
@@ -51,6 +62,8 @@ CLI_ROWS = [
     ("OUT", ["convert", "{src}", "{inside}", "--force"], "would delete what is being converted"),
     ("MODEL", ["info", "{missing}"], "not found: pass a run directory, checkpoint, model folder"),
     ("MODEL", ["info", "{src}"], "is not a model: expected "),
+    ("MODEL", ["info", "{radd}"], "but no weights: expected "),
+    ("MODEL", ["info", "{radd2}"], "do not fit the model: "),
 ]
 
 

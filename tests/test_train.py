@@ -4,6 +4,7 @@ two-process DDP against one process, and the command line's errors."""
 from __future__ import annotations
 
 import json
+import math
 import os
 import signal
 import subprocess
@@ -145,10 +146,16 @@ def test_weighted_data_order_draws_rows_by_weight():
 # --- the loop ----------------------------------------------------------------------------------
 
 
-def test_resume_after_interrupt_reaches_the_same_losses(names_file, tmp_path):
+RADD_LAMBDA = ("model.time_conditioning=false", "train.loss=lambda-dce")
+
+
+@pytest.mark.parametrize("objective", [(), RADD_LAMBDA], ids=["dse", "lambda-dce"])
+def test_resume_after_interrupt_reaches_the_same_losses(names_file, tmp_path, objective):
     """Stopped by SIGINT at step 2 and resumed to step 4: every logged loss equals the
-    uninterrupted run's, and so do the final weights, bit for bit (CPU, same threads)."""
-    sets = ("train.max_steps=4", "train.checkpoint_every=0")
+    uninterrupted run's, and so do the final weights, bit for bit (CPU, same threads); for
+    today's dse and for a time-independent model trained with lambda-dce (its lambda draws come
+    from the same saved generator)."""
+    sets = ("train.max_steps=4", "train.checkpoint_every=0", *objective)
     full = train(tiny(names_file, *sets), run_dir=tmp_path / "full", device="cpu")
     assert full.stopped_reason == "max_steps" and full.steps == 4
 
@@ -171,6 +178,64 @@ def test_resume_after_interrupt_reaches_the_same_losses(names_file, tmp_path):
     ea, eb = weights(full.checkpoint, "ema.safetensors"), weights(rest.checkpoint, "ema.safetensors")
     assert all(torch.equal(ea[k], eb[k]) for k in ea)
     assert full.val_loss == rest.val_loss
+
+
+@pytest.mark.parametrize("loss", ["t-dce", "lambda-dce"])
+def test_time_independent_model_trains_with_the_dce_losses(names_file, tmp_path, loss):
+    """`train.loss` reaches the optimisation step: a time-independent model trained for 40 steps
+    with t-DCE or lambda-DCE logs finite losses that fall (mean of the last 8 below the first 8),
+    and a finite validation figure."""
+    sets = (
+        "model.time_conditioning=false",
+        f"train.loss={loss}",
+        "train.max_steps=40",
+        "train.eval_every=20",
+    )
+    res = train(tiny(names_file, *sets, "train.checkpoint_every=0"), run_dir=tmp_path / "run", device="cpu")
+    got = losses(tmp_path / "run")
+    values = [got[k] for k in sorted(got)]
+    assert len(values) == 40 and all(math.isfinite(v) for v in values)
+    assert sum(values[-8:]) < sum(values[:8])
+    assert res.val_loss is not None and math.isfinite(res.val_loss)
+
+
+def test_time_independent_validation_estimates_the_lambda_bound(names_file):
+    """For a time-independent model `validate` logs the lambda-DCE loss, an unbiased estimate of the
+    lambda-form bound of its rows: over 48 seeds of its draw generator (same weights), the mean of
+    the validation figure matches the bound of the same 8 rows (32 independent estimates with
+    K = 32 stratified draws each, `evaluation.lambda_bound`) within 5 combined standard errors."""
+    from sedd_cli.checkpoints import build_components
+    from sedd_cli.evaluation import lambda_bound
+    from sedd_cli.training.distributed import Dist
+    from sedd_cli.training.validation import validate, validation_loss
+
+    cfg = tiny(names_file, *RADD_LAMBDA, "train.eval_batches=1")
+    cfg.model.vocab_size = 28
+    assert validation_loss(cfg).name == "lambda-dce"
+    assert validation_loss(tiny(names_file)).name == "dse"
+    torch.manual_seed(0)
+    model, graph, noise = build_components(cfg, 28)
+    x0 = torch.randint(0, 28, (8, cfg.model.length), generator=torch.Generator().manual_seed(1))
+
+    class Rows:
+        def __len__(self):
+            return len(x0)
+
+        def batch(self, idx):
+            return x0[idx]
+
+    figures = []
+    for seed in range(48):
+        cfg.train.seed = seed
+        figures.append(validate(model, graph, noise, EMA(model, 0.99), Rows(), cfg, "cpu", Dist("cpu")))
+    v = torch.tensor(figures, dtype=torch.float64)
+    # 32 independent estimates of the 8 rows' mean bound, K = 32 each
+    reps = lambda_bound(model.eval(), graph, x0.repeat(32, 1), 32, torch.Generator().manual_seed(2)).view(
+        32, 8
+    )
+    b = reps.mean(dim=1)  # [32]
+    se = math.sqrt(float(v.var()) / len(v) + float(b.var()) / len(b))
+    assert abs(float(v.mean()) - float(b.mean())) < 5 * se
 
 
 def test_run_directory_layout_and_loadable_checkpoint(names_file, tmp_path):
@@ -216,19 +281,20 @@ def test_gradient_accumulation_matches_one_big_batch(names_file, tmp_path):
 
 
 def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(names_file, tmp_path, monkeypatch):
-    import sedd_cli.training.step as train_mod
+    from sedd_cli import losses as losses_mod
 
-    real = train_mod.score_entropy_loss
+    real = losses_mod.LOSSES["dse"]
     calls = {"n": 0}
 
     def poisoned(*args, **kwargs):
         out = real(*args, **kwargs)
-        calls["n"] += 1
-        if calls["n"] == 3:  # the third micro-batch = step 3 (accum 1)
-            out.loss = out.loss * float("nan")
+        if torch.is_grad_enabled():  # a training step, not validation
+            calls["n"] += 1
+            if calls["n"] == 3:  # the third micro-batch = step 3 (accum 1)
+                out.loss = out.loss * float("nan")
         return out
 
-    monkeypatch.setattr(train_mod, "score_entropy_loss", poisoned)
+    monkeypatch.setitem(losses_mod.LOSSES, "dse", losses_mod.TrainingLoss("dse", poisoned, real.draw, False))
     with pytest.raises(SeddError, match="non-finite loss at step 3"):
         train(tiny(names_file, "train.max_steps=6"), run_dir=tmp_path / "run", device="cpu")
     ckpts = sorted(p.name for p in (tmp_path / "run/checkpoints").iterdir())

@@ -6,6 +6,8 @@ Formats, one module each (docs/checkpoints.md):
   ``meta.json``) and **run directory** with ``checkpoints/step_XXXXXXXX/`` folders;
 * `published`: the reference's **published (Hugging Face) folder**, ``config.json`` with
   ``model.safetensors`` or ``pytorch_model.bin`` (its config conventions: `reference`);
+* `radd`: **RADD's published folder** (``JingyangOu/radd-*``), ``config.json`` with
+  ``model.type: ddit_wot`` and the same weight files: a time-independent absorbing model;
 * `hub`: a **hub id** ``owner/name`` (e.g. ``louaaron/sedd-small``), a published folder
   downloaded into the Hugging Face cache, or found there when offline;
 * `reference_run`: a **reference training run**, ``.hydra/config.yaml`` with
@@ -38,6 +40,7 @@ from .ours import (
 )
 from .pretrained import Pretrained, build_components, graph_dim, load_pretrained
 from .published import HF_CONFIG_FILE, HF_WEIGHT_FILES, locate_published  # noqa: F401 (registers)
+from .radd import RADD_FAMILY, locate_radd  # noqa: F401 (registers)
 from .reference import BYTE_TOKENS, GPT2_TOKENS, reference_config
 from .reference_run import HYDRA_CONFIG, REF_META_CHECKPOINT, locate_reference_run  # noqa: F401 (registers)
 from .weights import (
@@ -89,4 +92,5 @@ __all__ = [
     "REF_META_CHECKPOINT",
     "GPT2_TOKENS",
     "BYTE_TOKENS",
+    "RADD_FAMILY",
 ]

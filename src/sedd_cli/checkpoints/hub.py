@@ -1,8 +1,9 @@
 """Models on the Hugging Face hub: hub ids, the hub cache, and downloading under the offline rules.
 
 A hub id ``owner/name`` (e.g. ``louaaron/sedd-small``) names a repository in the published layout
-(`published`): its ``config.json`` and weights are downloaded into the Hugging Face cache with
-huggingface_hub, or found there when offline. With ``HF_HUB_OFFLINE`` set, or a hub that does not
+(`published`), or in RADD's (`radd`, e.g. ``JingyangOu/radd-lambda-dce``): its ``config.json``
+and weights are downloaded into the Hugging Face cache with huggingface_hub, or found there when
+offline. With ``HF_HUB_OFFLINE`` set, or a hub that does not
 answer the one short probe of core `sedd_cli.hub`, only the cache is read.
 """
 
@@ -17,6 +18,7 @@ from .. import hub as hub_probe
 from ..errors import SeddError
 from .formats import Located
 from .published import HF_CONFIG_FILE, HF_WEIGHT_FILES, locate_published
+from .radd import locate_radd
 from .weights import load_weights
 
 __all__ = ["is_hub_id", "hub_cache_dir", "hub_files", "locate_hub"]
@@ -98,7 +100,7 @@ def hub_files(repo_id: str) -> tuple[Path, Path]:
 
 
 def locate_hub(repo_id: str, weights: str) -> Located:
-    """The published folder of `repo_id` in the hub cache (downloaded first when online)."""
+    """The published (or RADD) folder of `repo_id` in the hub cache (downloaded first when online)."""
     config_path, weight_path = hub_files(repo_id)
     snapshot = config_path.parent
     if weight_path.parent != snapshot:
@@ -106,7 +108,7 @@ def locate_hub(repo_id: str, weights: str) -> Located:
             f"hub cache for {repo_id!r} is inconsistent: config and weights in different snapshots"
         )
     origin = {"hub_id": repo_id, "revision": snapshot.name, "file": weight_path.name}
-    found = locate_published(snapshot, weights, origin)
+    found = locate_radd(snapshot, weights, origin) or locate_published(snapshot, weights, origin)
     assert found is not None
     found.format = "hub"
     # only the weight file we resolved, even if another one sits in the snapshot

@@ -221,6 +221,9 @@ def locate_ours(path: Path, weights: str) -> Located | None:
     origin = {"path": str(file)}
     if meta.get("source") and fmt == "sedd-model":
         origin["converted_from"] = meta["source"]
+        family = (meta.get("origin") or {}).get("family") if isinstance(meta.get("origin"), dict) else None
+        if family:  # converted from a peer's layout (RADD): `sedd info` keeps naming it
+            origin["family"] = family
     step = meta.get("step")
     check_recorded(file, meta, ckpt / META_FILE)
     return Located(fmt, config, tokenizer, load_weights(file), which, origin, step, meta)

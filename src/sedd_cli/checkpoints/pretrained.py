@@ -31,8 +31,9 @@ __all__ = ["Pretrained", "graph_dim", "build_components", "load_pretrained"]
 class Pretrained:
     """A loaded model with everything needed to use it. ``model(x, sigma)`` -> log-score.
 
-    `format` says what the source was (sedd-model, sedd-checkpoint, sedd-run, hf-folder, hub,
-    reference-run); `origin` where the weights came from (path, or hub id, revision and file).
+    `format` says what the source was (sedd-model, sedd-checkpoint, sedd-run, hf-folder,
+    radd-folder, hub, reference-run); `origin` where the weights came from (path, or hub id,
+    revision and file; ``family: RADD`` for RADD's layout).
     """
 
     model: SEDD
@@ -75,6 +76,7 @@ class Pretrained:
                 "dropout": m.dropout,
                 "scale_by_sigma": m.scale_by_sigma,
                 "length": m.length,
+                "time_conditioning": m.time_conditioning,
             },
             "vocab_size": self.tokenizer.vocab_size,
             "graph": {"type": cfg.graph.type, "dim": self.graph.dim},

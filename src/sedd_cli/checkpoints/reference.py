@@ -9,6 +9,7 @@ an error.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +18,14 @@ from ..errors import ConfigError, SeddError
 from ..tokenizers import TOKENIZER_FILE, ByteTokenizer, GPT2Tokenizer, Tokenizer
 from .formats import load_tokenizer_file
 
-__all__ = ["GPT2_TOKENS", "BYTE_TOKENS", "reference_config", "reference_tokenizer", "reference_parts"]
+__all__ = [
+    "GPT2_TOKENS",
+    "BYTE_TOKENS",
+    "reference_config",
+    "carry_settings",
+    "reference_tokenizer",
+    "reference_parts",
+]
 
 GPT2_TOKENS = 50257
 BYTE_TOKENS = 256
@@ -96,8 +104,12 @@ def reference_config(data: dict[str, Any], tokenizer_kind: str, *, where: str = 
     and ``optim`` values are carried over when they fit our settings; every other key is ignored.
     """
     _check_mapping(data, where)
-    cfg = _network_config(data, tokenizer_kind, where)
-    # Settings that do not shape the network: carried over one by one when they fit.
+    return carry_settings(_network_config(data, tokenizer_kind, where), data)
+
+
+def carry_settings(cfg: Config, data: dict[str, Any]) -> Config:
+    """`cfg` with the reference config's settings that do not shape the network (``sampling``,
+    ``training``, ``optim``, ``data.train``) carried over one by one, each only when it fits."""
     for section, key, value in _optional_settings(data):
         if value is None:
             continue
@@ -128,11 +140,15 @@ def reference_tokenizer(tokens: Any, folder: Path, where: str) -> Tokenizer:
     )
 
 
-def reference_parts(data: Any, folder: Path, where: str) -> tuple[Config, Tokenizer]:
-    """(our Config, the tokenizer) of a reference config `data` read from `where` in `folder`."""
+def reference_parts(
+    data: Any, folder: Path, where: str, build: Callable[..., Config] | None = None
+) -> tuple[Config, Tokenizer]:
+    """(our Config, the tokenizer) of a reference config `data` read from `where` in `folder`;
+    `build(data, tokenizer_kind, where=...)` maps the settings (default `reference_config`; RADD's
+    layout passes its own)."""
     _check_mapping(data, where)
     tokens = data.get("tokens", GPT2_TOKENS)
     if isinstance(tokens, bool) or not isinstance(tokens, int) or tokens < 2:
         raise SeddError(f"{where}: tokens must be a vocabulary size (an integer >= 2), got {tokens!r}")
     tokenizer = reference_tokenizer(tokens, folder, where)
-    return reference_config(data, tokenizer.kind, where=where), tokenizer
+    return (build or reference_config)(data, tokenizer.kind, where=where), tokenizer

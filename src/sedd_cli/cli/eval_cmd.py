@@ -82,8 +82,10 @@ def _print_bound(r) -> None:
             "NLL bound (nats/record)",
             f"<= {_fmt(r.nll_per_record)} ± {_fmt(r.stderr_per_record)}  (one row; {per:.2f} tokens each)",
         )
-    t.add_row("  diffusion part", _fmt(r.nll_diffusion))
-    t.add_row("  prior term", f"{_fmt(r.nll_prior, 6)}  ({_fmt(r.prior_per_position, 6)} nats/position)")
+    lam = r.estimator_name == "lambda-dce"
+    if not lam:
+        t.add_row("  diffusion part", _fmt(r.nll_diffusion))
+        t.add_row("  prior term", f"{_fmt(r.nll_prior, 6)}  ({_fmt(r.prior_per_position, 6)} nats/position)")
     if r.nll_reconstruction > 0:
         t.add_row("  t = 0 reconstruction", _fmt(r.nll_reconstruction, 6))
     t.add_row("perplexity", f"<= {_fmt(r.perplexity, 3)} ± {_fmt(r.stderr_perplexity, 3)}")
@@ -91,7 +93,9 @@ def _print_bound(r) -> None:
     t.add_row(
         "tokens / blocks", f"{r.n_tokens:,} / {r.n_blocks:,} (L = {r.n_positions // max(r.n_blocks, 1)})"
     )
-    t.add_row("time samples K", f"{r.mc} ({r.spacing} spacing, t >= {r.t_min:g})")
+    t.add_row("estimator", f"{r.estimator_name}: {r.estimator}")
+    what, var = ("masking probabilities K", "lambda") if lam else ("time samples K", "t")
+    t.add_row(what, f"{r.mc} ({r.spacing} spacing, {var} >= {r.t_min:g})")
     t.add_row("speed", f"{r.tokens_per_second:,.0f} tokens/s ({r.seconds:.1f} s on {r.device})")
     t.add_row("what counts", r.token_rule)
     t.add_row("bound on", r.bound_on)
@@ -145,7 +149,14 @@ def perplexity_cmd(
             "validation for babynames, all for local files.",
         ),
     ] = None,
-    mc: Annotated[int, typer.Option("--mc", help="K, stratified time samples per block (1 to 10,000).")] = 16,
+    mc: Annotated[
+        int,
+        typer.Option(
+            "--mc",
+            help="K, stratified time samples per block (masking probabilities for a time-independent"
+            " model; 1 to 10,000).",
+        ),
+    ] = 16,
     batch_size: Annotated[
         int | None,
         typer.Option(
@@ -195,7 +206,8 @@ def perplexity_cmd(
     The bound integrates the diffusion-weighted score entropy over t in (0, 1] with K stratified
     time samples per block and adds the prior term at t = 1 and, when sigma(0) > 0, the t = 0
     reconstruction term. It bounds -log p^pi: the model started from the prior pi, not from the
-    all-mask start of sedd sample (docs/evaluation.md).
+    all-mask start of sedd sample. For a time-independent model (RADD) it is the lambda-form
+    bound instead: K stratified masking probabilities, no prior term (docs/evaluation.md).
     """
     # every option is checked by the library (sedd_cli.evaluation.options), before any model is loaded
     if generative is not None:

@@ -1,8 +1,9 @@
 """`sedd convert, info`: turn any supported checkpoint into our model folder; describe a model.
 
 MODEL everywhere means: a run directory, a checkpoint folder, a model folder, a folder in the
-published Hugging Face layout (config.json + weights), a reference training run, or a hub id
-such as ``louaaron/sedd-small`` (docs/checkpoints.md). Heavy imports stay inside the bodies.
+published Hugging Face layout (config.json + weights; the reference's or RADD's), a reference
+training run, or a hub id such as ``louaaron/sedd-small`` or ``JingyangOu/radd-lambda-dce``
+(docs/checkpoints.md). Heavy imports stay inside the bodies.
 """
 
 from __future__ import annotations
@@ -38,13 +39,28 @@ def _fmt_bytes(n: int) -> str:
 
 
 def _origin_text(origin: dict) -> str:
+    layout = f"{origin['family']}'s published layout" if origin.get("family") else ""
     if origin.get("hub_id"):
         rev = origin.get("revision")
-        return f"hub {origin['hub_id']}" + (f"@{rev[:12]}" if rev else "") + f" / {origin.get('file')}"
-    text = str(origin.get("path", "?"))
+        text = f"hub {origin['hub_id']}" + (f"@{rev[:12]}" if rev else "") + f" / {origin.get('file')}"
+    else:
+        text = str(origin.get("path", "?"))
     if origin.get("converted_from"):
-        text += f" (converted from {origin['converted_from']})"
-    return text
+        return text + f" (converted from {origin['converted_from']}" + (f", {layout})" if layout else ")")
+    return text + (f" ({layout})" if layout else "")
+
+
+def _network_text(m: dict) -> str:
+    if not m.get("time_conditioning", True):
+        return (
+            f"DDiT without time input (RADD's time-independent network), hidden {m['hidden_size']}, "
+            f"{m['n_blocks']} blocks, {m['n_heads']} heads, mlp x{m['mlp_ratio']}, dropout {m['dropout']:g}"
+        )
+    return (
+        f"DDiT, hidden {m['hidden_size']}, {m['n_blocks']} blocks, {m['n_heads']} heads, "
+        f"cond {m['cond_dim']}, mlp x{m['mlp_ratio']}, dropout {m['dropout']:g}, "
+        f"scale_by_sigma {str(m['scale_by_sigma']).lower()}"
+    )
 
 
 @command(
@@ -74,12 +90,7 @@ def info(model: ModelArg = None, weights: WeightsOpt = "ema", as_json: JsonOpt =
         ("weights", f"{s['weights']}, from {_origin_text(s['origin'])}"),
         ("step", "unknown" if s["step"] is None else f"{s['step']:,}"),
         ("parameters", f"{s['parameters']:,} ({_fmt_bytes(4 * s['parameters'])} in float32)"),
-        (
-            "network",
-            f"DDiT, hidden {m['hidden_size']}, {m['n_blocks']} blocks, {m['n_heads']} heads, "
-            f"cond {m['cond_dim']}, mlp x{m['mlp_ratio']}, dropout {m['dropout']:g}, "
-            f"scale_by_sigma {str(m['scale_by_sigma']).lower()}",
-        ),
+        ("network", _network_text(m)),
         ("length", str(m["length"])),
         ("vocabulary", f"{s['vocab_size']:,} ({s['tokenizer']} tokenizer)"),
         ("graph", f"{g['type']} (D = {g['dim']:,}{mask})"),

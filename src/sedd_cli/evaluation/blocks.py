@@ -1,6 +1,7 @@
 """Evaluation blocks: reading a data set into blocks ``[N, L]`` and bounding every block.
 
-Per block i: b_i = R(x0_i) + D(x0_i) + L KL(p_1 || pi) (`bound`), and n_i, the tokens that count
+Per block i: b_i = R(x0_i) + D(x0_i) + L KL(p_1 || pi) (`bound`; for a time-independent
+absorbing model the lambda-form bound N(x0_i) alone, `bound.lambda_bound`), and n_i, the tokens that count
 (all L positions for pack layouts, the non-pad positions for pad layouts; `protocols`). One
 generator seeded once serves the whole pass, batch after batch: first the K time samples of a
 batch, then its reconstruction draws (only when sigma(0) > 0).
@@ -19,7 +20,14 @@ import torch
 from ..errors import SeddError
 from ..graph import Graph
 from ..noise import Noise
-from .bound import T_MIN, bound_per_sequence, prior_kl_per_position, reconstruction_term
+from .bound import (
+    T_MIN,
+    bound_per_sequence,
+    estimator_for,
+    lambda_bound,
+    prior_kl_per_position,
+    reconstruction_term,
+)
 from .options import check_batch_size, check_mc
 from .protocols import DataPlan, Protocol, plan_data
 
@@ -44,8 +52,9 @@ class BlockBounds:
     bounds: torch.Tensor  # [N] float64, b_i = R_i + D_i + L * prior (nats per block)
     counts: torch.Tensor  # [N] long, tokens that count (all L for pack, non-pad for pad)
     reconstruction: torch.Tensor  # [N] float64, R_i (0 when sigma(0) = 0)
-    prior: float  # KL(p_1(.|x0) || pi) per position
+    prior: float  # KL(p_1(.|x0) || pi) per position (0 for lambda-dce)
     seconds: float
+    estimator: str = "dwdse"  # dwdse | lambda-dce (`bound.estimator_for`)
 
 
 def _counts(tokens: torch.Tensor, layout: str, pad_id: int | None) -> torch.Tensor:
@@ -100,6 +109,11 @@ class _Pass:
         out, L = self.out, x0_cpu.shape[1]
         out.counts[lo:hi] = _counts(x0_cpu, self.layout, self.pad_id)
         x0 = x0_cpu.to(self.device)
+        if out.estimator == "lambda-dce":  # no prior, no reconstruction term
+            out.bounds[lo:hi] = lambda_bound(
+                self.model, self.graph, x0, self.mc, self.generator, spacing=self.spacing, t_min=self.t_min
+            ).cpu()
+            return int(out.counts[lo:hi].sum())
         diffusion = bound_per_sequence(
             self.model,
             self.graph,
@@ -144,7 +158,8 @@ def evaluate_blocks(
     t_min: float = T_MIN,
     spacing: str = "sqrt",
 ) -> BlockBounds:
-    """Bound every block of `tokens` ``[N, L]``: b_i = R(x0_i) + D(x0_i) + L KL (`bound`).
+    """Bound every block of `tokens` ``[N, L]``: b_i = R(x0_i) + D(x0_i) + L KL (`bound`), or the
+    lambda-form bound N(x0_i) for a time-independent absorbing model (`bound.estimator_for`).
 
     `tokens`: a LongTensor ``[N, L]`` or a `data.TokenBlocks`. One generator seeded with `seed` on
     `device` serves the whole pass, batch after batch, first for the K time samples of a batch
@@ -157,10 +172,16 @@ def evaluate_blocks(
         raise SeddError("nothing to evaluate: the split has no complete block")
     device = torch.device(device)
     counts = torch.zeros(N, dtype=torch.long)
-    prior = prior_kl_per_position(graph, noise)
+    estimator = estimator_for(model, graph)
+    prior = prior_kl_per_position(graph, noise) if estimator == "dwdse" else 0.0
     generator = torch.Generator(device=device).manual_seed(seed)
     out = BlockBounds(
-        torch.zeros(N, dtype=torch.float64), counts, torch.zeros(N, dtype=torch.float64), prior, 0.0
+        torch.zeros(N, dtype=torch.float64),
+        counts,
+        torch.zeros(N, dtype=torch.float64),
+        prior,
+        0.0,
+        estimator,
     )
     run = _Pass(model, graph, noise, layout, pad_id, mc, t_min, spacing, device, generator, out)
     start = time.perf_counter()

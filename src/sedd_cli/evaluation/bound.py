@@ -38,6 +38,20 @@ event of probability (1 - eps)^L, so p^pi(x0) >= (1 - eps)^L p^M(x0), i.e. -log 
 uniform limit, the sampler's own start, and the KL of the exact transition column is computed in
 closed form (`prior_kl_per_position`).
 
+**Time-independent absorbing models** (RADD, ``model.time_conditioning: false``; `estimator_for`
+says ``lambda-dce``). The network's conditional c(x_t) does not depend on t, so the bound is
+written in the masking probability lambda = 1 - e^-sigma(t) (sedd-spec §9, `losses`):
+
+    -log p_theta(x0) <= N(x0) = int_0^1 E_{x_lambda}[ -sum_masked log c[x0] ] d lambda / lambda
+
+with x_lambda masking each token independently with probability lambda. lambda = 1 masks every
+token, the all-mask start of `sedd sample`, so there is no prior term, and no reconstruction term
+(lambda -> 0 leaves x0 itself). p_theta is the model's continuous-time reverse process from all
+masks (the exact sampler's law), whatever the noise schedule. `lambda_bound` estimates N with K
+stratified lambda per sequence exactly as D above (lambda in the place of t: same offsets, same
+sqrt spacing and weights, the same clamp lambda >= t_min), one mask draw each
+(`losses.lambda_bound_per_sequence`).
+
 **Reporting.** Per block i the estimate b_i (R + D + prior) and the tokens that count n_i. The
 per-token bound is the ratio nll = sum_i b_i / sum_i n_i, its standard error the delta-method ratio
 SE sqrt(sum_i (b_i - nll n_i)^2 / (n (n - 1))) / mean(n_i) (for equal n_i this is
@@ -55,7 +69,7 @@ import torch
 
 from ..errors import SeddError
 from ..graph import Absorbing, Graph
-from ..losses import score_entropy_loss
+from ..losses import lambda_bound_per_sequence, score_entropy_loss
 from ..noise import Noise
 from .options import check_mc, check_spacing
 
@@ -64,6 +78,9 @@ __all__ = [
     "DECODER_FLOOR",
     "stratified_times",
     "bound_per_sequence",
+    "ESTIMATORS",
+    "estimator_for",
+    "lambda_bound",
     "sigma_at_zero",
     "reconstruction_term",
     "prior_kl_per_position",
@@ -74,6 +91,19 @@ __all__ = [
 
 T_MIN = 1e-6  # lower clamp of the time samples: t = 0 gives sigma = 0 (division by e^0 - 1 = 0)
 DECODER_FLOOR = 1e-6  # share of the uniform law mixed into the t = 0 denoiser (costs <= 1e-6 nats/token)
+
+# which estimator ran (`estimator_for`) -> the words `PerplexityResult.estimator` reports
+ESTIMATORS = {
+    "dwdse": (
+        "DWDSE integral over t in (0, 1] with K stratified time samples per block + prior KL"
+        " + t = 0 reconstruction term (when sigma(0) > 0)"
+    ),
+    "lambda-dce": (
+        "lambda-DCE integral over the masking probability lambda in (0, 1] with K stratified samples"
+        " per block (time-independent model); no prior term (lambda = 1 masks every token)"
+        " and no reconstruction term"
+    ),
+}
 
 
 def stratified_times(
@@ -156,6 +186,39 @@ def bound_per_sequence(
         )
         total += weight[k].double() * out.loss.double()
     return total / K
+
+
+def estimator_for(model: Any, graph: Graph) -> str:
+    """``lambda-dce`` for a time-independent absorbing model (``model.time_conditioned`` false),
+    else ``dwdse`` (the keys of `ESTIMATORS`)."""
+    if isinstance(graph, Absorbing) and getattr(model, "time_conditioned", True) is False:
+        return "lambda-dce"
+    return "dwdse"
+
+
+@torch.no_grad()
+def lambda_bound(
+    model: Any,
+    graph: Absorbing,
+    x0: torch.Tensor,
+    K: int,
+    generator: torch.Generator | None = None,
+    *,
+    spacing: str = "sqrt",
+    t_min: float = T_MIN,
+) -> torch.Tensor:
+    """Monte Carlo estimate of the lambda-form bound N(x0) of a time-independent absorbing model,
+    nats per sequence ``[B]`` (float64):
+
+        N(x0) ~ (1/K) sum_k w_k * lambda_dce_loss(x0, lambda = lambda_k)
+
+    with (lambda, w) ``[K, B]`` from `stratified_times` (lambda in the place of t, clamped at
+    t_min). The generator draws the offsets first, then the K masks in order."""
+    check_mc(K)
+    lam, weight = stratified_times(
+        x0.shape[0], K, generator=generator, device=x0.device, t_min=t_min, spacing=spacing
+    )
+    return lambda_bound_per_sequence(model, graph, x0, lam, weight, generator=generator)
 
 
 def sigma_at_zero(noise: Noise) -> float:
@@ -254,8 +317,12 @@ def summarize_bounds(bounds: torch.Tensor, counts: torch.Tensor) -> BoundSummary
     return BoundSummary(nll=nll, stderr=se, n_tokens=int(total_tokens), n_blocks=n)
 
 
-def describe_bound(graph: Graph, noise: Noise, L: int) -> tuple[str, str, float | None]:
+def describe_bound(
+    graph: Graph, noise: Noise, L: int, estimator: str = "dwdse"
+) -> tuple[str, str, float | None]:
     """(what the bound bounds, the prior pi, the all-mask gap per position) in words and numbers.
+
+    ``lambda-dce`` (a time-independent model): the bound is on the all-mask start itself (gap None).
 
     Absorbing: pi masks each position with probability 1 - q, q = e^-sigma(1), else draws a uniform
     token; `sedd sample` starts from all masks, pi conditioned on an event of probability
@@ -263,6 +330,13 @@ def describe_bound(graph: Graph, noise: Noise, L: int) -> tuple[str, str, float 
     per position. Uniform: pi is the uniform law, the sampler's own start (gap None)."""
     sigma1 = float(noise.total(torch.tensor(1.0, dtype=torch.float64)))
     q = math.exp(-sigma1)
+    if estimator == "lambda-dce":
+        prior = "all masks (lambda = 1 masks every token), the sampler's own start"
+        bound_on = (
+            "-log p_theta(x0): the time-independent model's reverse process from the all-mask start of "
+            "sedd sample, in continuous time (the law of an exact sampler)"
+        )
+        return bound_on, prior, None
     recon = " then the t = 0 denoiser," if sigma_at_zero(noise) > 0 else ""
     if isinstance(graph, Absorbing):
         gap = -math.log1p(-q)

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 
 from .blocks import BlockBounds, PerplexityStep, _EvalSet, eval_set, evaluate_blocks
-from .bound import T_MIN, BoundSummary, describe_bound, summarize_bounds
+from .bound import ESTIMATORS, T_MIN, BoundSummary, describe_bound, summarize_bounds
 from .options import check_batch_size, check_max_blocks, check_mc, check_spacing, check_split
 from .protocols import plan_data, token_rule
 
@@ -28,7 +28,7 @@ class PerplexityResult:
     """The per-token likelihood bound of a model on an evaluation set."""
 
     nll: float  # nats per token: an upper bound on -log p^pi(x0) per token (see `bound_on`)
-    nll_diffusion: float  # the DWDSE integral per token
+    nll_diffusion: float  # the DWDSE integral per token (lambda-dce: the whole lambda-form bound)
     nll_prior: float  # KL(p_1(.|x0) || pi) per token (summed over all L positions of each block)
     nll_reconstruction: float  # R, the t = 0 denoiser's term per token (0 when sigma(0) = 0)
     perplexity: float  # exp(nll), an upper bound
@@ -40,7 +40,7 @@ class PerplexityResult:
     n_tokens: int  # tokens that count (the denominator)
     n_positions: int  # positions scored (blocks * L)
     n_blocks: int
-    mc: int  # K, time samples per block
+    mc: int  # K, time samples per block (lambda-dce: masking probabilities)
     t_min: float
     spacing: str  # sqrt: t_k = ((k + u)/K)^2 with weight 2 sqrt(t_k) | uniform: t_k = (k + u)/K
     prior_per_position: float
@@ -62,10 +62,12 @@ class PerplexityResult:
     bound_on: str = ""  # what the bound bounds, in words
     prior: str = ""  # the start distribution pi, in words
     all_mask_gap: float | None = None  # absorbing: -log(1 - e^-sigma(1)) nats per position (see bound_on)
-    estimator: str = (
-        "DWDSE integral over t in (0, 1] with K stratified time samples per block + prior KL"
-        " + t = 0 reconstruction term (when sigma(0) > 0)"
-    )
+    estimator: str = ESTIMATORS["dwdse"]  # which estimator ran, in words (the values of bound.ESTIMATORS)
+
+    @property
+    def estimator_name(self) -> str:
+        """``dwdse`` or ``lambda-dce``: the key of `bound.ESTIMATORS` whose words `estimator` holds."""
+        return next(k for k, v in ESTIMATORS.items() if v == self.estimator)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -170,7 +172,7 @@ def _run_facts(
     """What was measured, how and where: the estimator's settings, the data, the model, the speed,
     and what the bound bounds, in words."""
     _, L = blocks.shape
-    bound_on, prior_words, gap = describe_bound(pre.graph, pre.noise, L)
+    bound_on, prior_words, gap = describe_bound(pre.graph, pre.noise, L, res.estimator)
     return dict(
         unit=_unit(pre.tokenizer),
         mc=mc,
@@ -193,6 +195,7 @@ def _run_facts(
         bound_on=bound_on,
         prior=prior_words,
         all_mask_gap=gap,
+        estimator=ESTIMATORS[res.estimator],
     )
 
 

@@ -6,12 +6,13 @@
     theta     <- AdamW(theta, clip(grad, train.grad_clip))
     ema       <- ema - (1 - d_n) (ema - theta),   d_n = min(train.ema, (1 + n) / (10 + n))
 
-where loss_b is `score_entropy_loss` of sequence b and n counts EMA updates (incremented first).
+where loss_b is the run's objective (``train.loss``, `losses.training_loss`: ``dse`` score entropy,
+``t-dce`` or ``lambda-dce``) of sequence b and n counts EMA updates (incremented first).
 
-The draws of t and of the corruption x_t use one dedicated CPU generator for the whole *global*
-batch, so every process draws the same numbers and keeps its own rows: a run on W processes
-computes the same per-sequence losses as one process on the same global batch. The step ends
-with one host sync: the loss, the gradient norm and every process's stop votes.
+The draws of t (lambda for lambda-dce) and of the corruption x_t use one dedicated CPU generator
+for the whole *global* batch, so every process draws the same numbers and keeps its own rows: a
+run on W processes computes the same per-sequence losses as one process on the same global batch.
+The step ends with one host sync: the loss, the gradient norm and every process's stop votes.
 """
 
 from __future__ import annotations
@@ -23,19 +24,19 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import SeddError
-from ..losses import sample_t, score_entropy_loss
+from ..losses import training_loss
 from .distributed import Dist, StopFlag, all_reduce_grads
 from .schedule import lr_at
 from .state import TrainState
 
 
-def draw(graph, noise, x0: torch.Tensor, eps: float, gen: torch.Generator, stratified: bool = False):
-    """t ``[B]`` and x_t ``[B, L]`` for the whole global batch, on CPU from `gen` (stratified:
-    one t in each of B equal strata of [eps, 1], see `losses.sample_t`)."""
-    t = sample_t(x0.shape[0], eps, None, gen, stratified)  # [B]
-    sigma, _ = noise(t)
-    xt = graph.sample_transition(x0, sigma[:, None], generator=gen)  # [B, L]
-    return t, xt
+def draw(
+    objective, graph, noise, x0: torch.Tensor, eps: float, gen: torch.Generator, stratified: bool = False
+):
+    """t ``[B]`` (lambda for lambda-dce) and x_t ``[B, L]`` for the whole global batch, on CPU from
+    `gen`: the objective's own draw (`losses.TrainingLoss.draw`; for the t-losses, stratified is one
+    t in each of B equal strata of [eps, 1], see `losses.sample_t`)."""
+    return objective.draw(graph, noise, x0.cpu(), eps, gen, stratified)  # [B], [B, L]
 
 
 @dataclass
@@ -62,10 +63,11 @@ def _backward(state: TrainState, x0_all, t_all, xt_all, rows: list[slice], dev) 
     """Loss and backward over this process's micro-batches of the global batch; the summed loss
     of its rows (on `dev`)."""
     tc = state.config.train
+    objective = training_loss(state.config)
     loss_sum = torch.zeros((), device=dev)
     for sl in rows:
         x0 = x0_all[sl].to(dev, non_blocking=True)
-        out = score_entropy_loss(
+        out = objective(
             state.model,
             state.graph,
             state.noise,
@@ -103,9 +105,9 @@ def optimizer_step(
     tc = state.config.train
     idx = state.order.next(tc.batch_size)  # [B]
     x0_all = train_blocks.batch(idx).long()  # [B, L]
-    t_all, xt_all = draw(
-        state.graph, state.noise, x0_all, tc.sampling_eps, state.gen, tc.t_sampling == "stratified"
-    )
+    stratified = tc.t_sampling == "stratified"
+    objective = training_loss(state.config)
+    t_all, xt_all = draw(objective, state.graph, state.noise, x0_all, tc.sampling_eps, state.gen, stratified)
     lr = _set_lr(state)
     loss_sum = _backward(state, x0_all, t_all, xt_all, rows, dev)
     all_reduce_grads(state.params, dist)
