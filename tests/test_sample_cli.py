@@ -290,3 +290,23 @@ def test_python_api(model_dir):
     inf = infill(str(model_dir), template="[MASK:2]gh", steps=3, num_samples=2, device="cpu")
     assert all(t.endswith("gh") for t in inf.texts)
     assert all(seg[-1] == ("gh", False) for seg in inf.segments)
+
+
+def test_first_hitting_cli(model_dir):
+    """first-hitting: one network call per token (16 free positions), K per call with
+    --tokens-per-step, --steps ignored; the live view shows one event per call (every K)."""
+    doc = json.loads(
+        ok(invoke("sample", model_dir, "--predictor", "first-hitting", "-n", 3, "--json")).stdout
+    )
+    assert doc["predictor"] == "first-hitting" and (doc["nfe"], doc["rows"]) == (16, 48)
+    assert all(max(s["ids"]) < 2 + len(ALPHABET) for s in doc["samples"])
+    args = ("sample", model_dir, "--predictor", "first-hitting", "--tokens-per-step", 4, "--steps", 999)
+    doc = json.loads(ok(invoke(*args, "-n", 2, "--json")).stdout)
+    assert (doc["nfe"], doc["tokens_per_step"], doc["steps"]) == (4, 4, 999)
+    inf = json.loads(
+        ok(invoke("infill", "ab[MASK:3]c", "-m", model_dir, "--predictor", "first-hitting", "--json")).stdout
+    )
+    assert inf["nfe"] == 3 and all(s["text"].startswith("ab") for s in inf["samples"])
+    r = ok(invoke(*args, "-n", 1, "--show-intermediate", "--every", 2))
+    lines = [x for x in r.stderr.splitlines() if x.startswith(("step", "denoised"))]
+    assert [x.split(" t=")[0] for x in lines] == ["step 0/4", "step 2/4", "step 4/4", "denoised"]
