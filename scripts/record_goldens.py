@@ -81,10 +81,19 @@ def floats(x: torch.Tensor) -> list[float]:
     return [float(v) for v in x.tolist()]
 
 
+# Predictors registered after the recording, with the tests that pin them instead; a predictor
+# that is neither recorded nor listed here fails test_golden_covers_every_predictor.
+NOT_RECORDED = {
+    "first-hitting": "added in #16 (absorbing only); exact law and cached/uncached identity in "
+    "tests/test_first_hitting.py",
+}
+
+
 def predictors() -> list[str]:
+    """The registered predictors the goldens record (all but `NOT_RECORDED`)."""
     from sedd_cli.sampling import PREDICTORS
 
-    return sorted(PREDICTORS)
+    return sorted(p for p in PREDICTORS if p not in NOT_RECORDED)
 
 
 def model_config(graph: str):

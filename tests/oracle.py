@@ -229,3 +229,113 @@ def lam(q: torch.Tensor, p: torch.Tensor, n: int) -> float:
 
 def tv(q: torch.Tensor, p: torch.Tensor) -> float:
     return float((q - p).abs().sum() / 2)
+
+
+# --- closed-form absorbing oracles (first-hitting, caching) ---------------------------------------
+
+
+def _marginals(p: torch.Tensor) -> torch.Tensor:
+    """``marg[s]`` over the 64 absorbing states s: the probability that x0 ~ p agrees with s on
+    its unmasked positions (the sum of p over the cells consistent with s)."""
+    X, cells = _states(V + 1), _states(V)  # [64, L], [27, L]
+    consistent = ((X[:, None, :] == cells[None]) | (X[:, None, :] == V)).all(-1)  # [64, 27]
+    return consistent.double() @ p.reshape(-1).double()
+
+
+class AbsorbingOracle:
+    """The exact absorbing log-score at a total noise per sequence, in closed form.
+
+    ``p_sigma(x) = marg[x] e^(-sigma u) (1 - e^-sigma)^m`` for x with u unmasked and m masked
+    positions (each token kept with e^-sigma, masked otherwise, independently of x0), so
+    ``log s(x, sigma)[l, j] = log p_sigma(y) - log p_sigma(x)`` with y = x, position l set to j.
+    At a masked l and real j this is ``log p(x0_l = j | unmasked) - log(e^sigma - 1)``. `sigma`
+    ``[B]`` may differ per row (the first-hitting sampler's per-sequence times), which the
+    `Oracle` above does not allow. With the network's interface (``features`` + ``head_logits``,
+    as `OracleNet`), counting calls, sequences and head rows."""
+
+    time_conditioned = True
+
+    def __init__(self, p: torch.Tensor):
+        self.log_marg = _marginals(p).log()  # [64]
+        self.strides = torch.tensor([(V + 1) ** (L - 1 - l) for l in range(L)])
+        self.calls = self.sequences = self.head_rows = 0
+        self.sigmas: list[torch.Tensor] = []  # the sigma [B] of every call
+
+    def _log_pt(self, idx: torch.Tensor, masked: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        keep = -sigma  # log e^-sigma
+        drop = torch.log(-torch.expm1(-sigma))  # log(1 - e^-sigma)
+        return self.log_marg[idx] + (L - masked) * keep + masked * drop
+
+    def log_score(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        s = sigma.double()[:, None, None]  # [B, 1, 1]
+        idx = (x * self.strides).sum(-1)  # [B]
+        j = torch.arange(V + 1)
+        y = idx[:, None, None] + (j[None, None, :] - x[:, :, None]) * self.strides[None, :, None]
+        m_x = (x == V).sum(-1)[:, None, None]  # [B, 1, 1]
+        m_y = m_x + (j == V)[None, None, :].long() - (x == V)[:, :, None].long()  # [B, L, D]
+        out = self._log_pt(y, m_y, s) - self._log_pt(idx[:, None, None], m_x, s)
+        return out.scatter(-1, x[..., None], 0.0).float()
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.sequences += x.shape[0]
+        self.sigmas.append(sigma.clone())
+        return self.log_score(x, sigma)
+
+    def features(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        return self(x, sigma)
+
+    def head_logits(self, a: torch.Tensor, sigma: torch.Tensor, columns: int | None = None):
+        self.head_rows += a.shape[0]
+        offset = OracleNet.offset(sigma)
+        z = a if columns is None else a[:, :columns]
+        return z + offset[:, None], offset
+
+
+class ConditionOracle:
+    """A time-independent oracle: ``log_condition(x)[l, j] = log p(x0_l = j | the other unmasked
+    tokens of x)`` = log marg[x with l set to j] - log marg[x with l masked], exact for the law
+    p; `model(x, sigma)` is its log-score ``log c - log(e^sigma - 1)`` (mask column and current
+    token 0), as `SEDD` with ``time_conditioning: false``. The network's interface:
+    ``features(x, sigma=None)`` (the feature of a position is its log c row) and
+    ``head_log_condition(a)``; counters of calls, sequences and head rows."""
+
+    time_conditioned = False
+
+    def __init__(self, p: torch.Tensor):
+        self.log_marg = _marginals(p).log()  # [64]
+        self.strides = torch.tensor([(V + 1) ** (L - 1 - l) for l in range(L)])
+        self.calls = self.sequences = self.head_rows = 0
+
+    def log_condition(self, x: torch.Tensor) -> torch.Tensor:
+        self.calls += 1
+        self.sequences += x.shape[0]
+        idx = (x * self.strides).sum(-1)  # [B]
+        base = idx[:, None] + (V - x) * self.strides  # [B, L]: position l masked
+        j = torch.arange(V)
+        y = base[..., None] + (j[None, None, :] - V) * self.strides[None, :, None]  # [B, L, V]
+        return (self.log_marg[y] - self.log_marg[base][..., None]).float()
+
+    def features(self, x: torch.Tensor, sigma: torch.Tensor | None = None) -> torch.Tensor:
+        return self.log_condition(x)
+
+    def head_log_condition(self, a: torch.Tensor) -> torch.Tensor:
+        self.head_rows += a.shape[0]
+        return a
+
+    def __call__(self, x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+        s = self.log_condition(x) - torch.log(torch.expm1(sigma.double())).float()[:, None, None]
+        z = torch.cat([s, torch.zeros_like(s[..., :1])], dim=-1)
+        return z.scatter(-1, x[..., None], 0.0)
+
+
+def conditional_law(p: torch.Tensor, fixed: dict[int, int]) -> torch.Tensor:
+    """The law ``[V, V, V]`` of x0 ~ p given the tokens `fixed` ({position: token})."""
+    q = p.clone()
+    for pos, tok in fixed.items():
+        keep = torch.zeros(V, dtype=torch.bool)
+        keep[tok] = True
+        shape = [1, 1, 1]
+        shape[pos] = V
+        q = q * keep.view(shape)
+    return q / q.sum()

@@ -52,6 +52,15 @@ CLI_ROWS = [
         ["sample", "{m}", "--temperature", "0.5", "--predictor", "none", "--no-denoise"],
         None,  # allowed: the none predictor on the absorbing graph shapes the (skipped) denoiser
     ),
+    ("--tokens-per-step", ["sample", "{m}", "--tokens-per-step", "0"], "must be at least 1 (positions"),
+    (
+        "--tokens-per-step",
+        ["sample", "{m}", "--predictor", "first-hitting", "--tokens-per-step", "17"],
+        "positions of a sample: use 1 to",
+    ),
+    ("--tokens-per-step", ["sample", "{m}", "--tokens-per-step", "2"], "first-hitting only"),
+    ("--tokens-per-step", ["sample", "{m}", "--predictor", "first-hitting", "--tokens-per-step", "16"], None),
+    ("--no-cache", ["infill", "a[MASK]", "-m", "{m}", "--predictor", "first-hitting", "--no-cache"], None),
 ]
 
 
@@ -94,6 +103,10 @@ def _tiny():
         ({"top_p": 0.0}, "must be in (0, 1], got"),
         ({"top_p": 0.5, "fast": False}, "apply to absorbing (mask) models"),
         ({"temperature": 0.5, "uniform": True}, "apply to absorbing (mask) models"),
+        ({"predictor": "first-hitting", "uniform": True}, "needs an absorbing (mask) model"),
+        ({"tokens_per_step": 0}, "must be at least 1 (positions"),
+        ({"tokens_per_step": 4, "predictor": "first-hitting"}, "positions of a sample: use 1 to"),
+        ({"tokens_per_step": 2}, "first-hitting only"),
     ],
 )
 def test_generate_option_checked_once(kw, fragment):
@@ -128,3 +141,13 @@ def test_shaping_refused_for_a_general_instance_too():
     pred = AbsorbingAnalyticPredictor(graph, noise, top_p=0.5)
     x = generate(model, graph, noise, batch_size=2, length=3, steps=2, predictor=pred, top_p=0.5)
     assert x.shape == (2, 3) and int(x.max()) < 3
+
+
+def test_sample_section_tokens_per_step_checked_by_the_same_function():
+    """A config's ``sample.tokens_per_step`` is refused by the option's check, naming the key."""
+    from sedd_cli.config import SampleConfig
+    from sedd_cli.sampling import check_sample_settings
+
+    with pytest.raises(SeddError, match=r"^sample\.tokens_per_step must be at least 1 \(positions"):
+        check_sample_settings(SampleConfig(tokens_per_step=0))
+    check_sample_settings(SampleConfig(predictor="first-hitting", tokens_per_step=4))

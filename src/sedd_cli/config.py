@@ -144,7 +144,8 @@ class TrainConfig:
 class SampleConfig:
     """Sampling defaults (sedd-spec §5)."""
 
-    predictor: str = "analytic"  # analytic | euler
+    predictor: str = "analytic"  # analytic | euler | first-hitting (absorbing only) | none
+    tokens_per_step: int = 1  # first-hitting: positions unmasked per network call (>1 approximate)
     steps: int = 128
     eps: float = 1e-5  # end of the time grid linspace(1, eps, steps + 1)
     denoise: bool = True  # final Tweedie denoising step at t = eps

@@ -3,7 +3,7 @@
 sigma is the *total* noise (the integral of the rate up to t) and dsigma its time derivative; the
 forward process of every token is dp_t/dt = dsigma(t) Q p_t (sedd-spec §1). Both schedules are
 plain objects with no parameters: calling one on a tensor of times returns two tensors of the
-same shape and dtype.
+same shape and dtype; `inverse(sigma)` maps a total noise back to its time.
 """
 
 from __future__ import annotations
@@ -27,6 +27,11 @@ class Noise:
     def rate(self, t: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
 
+    def inverse(self, sigma: torch.Tensor) -> torch.Tensor:
+        """The time t with sigma(t) = `sigma` (sigma is increasing in t); the first-hitting sampler
+        uses it to name the time of an unmasking event it found in sigma."""
+        raise NotImplementedError
+
     def __call__(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return self.total(t), self.rate(t)
 
@@ -47,6 +52,10 @@ class LogLinearNoise(Noise):
     def rate(self, t: torch.Tensor) -> torch.Tensor:
         return (1 - self.eps) / (1 - (1 - self.eps) * t)
 
+    def inverse(self, sigma: torch.Tensor) -> torch.Tensor:
+        """t = (1 - e^-sigma) / (1 - eps): the masking probability over (1 - eps)."""
+        return -torch.expm1(-sigma) / (1 - self.eps)
+
     def __repr__(self) -> str:
         return f"LogLinearNoise(eps={self.eps:g})"
 
@@ -65,6 +74,10 @@ class GeometricNoise(Noise):
 
     def rate(self, t: torch.Tensor) -> torch.Tensor:
         return self.total(t) * self._log_ratio
+
+    def inverse(self, sigma: torch.Tensor) -> torch.Tensor:
+        """t = (ln sigma - ln sigma_min) / (ln sigma_max - ln sigma_min)."""
+        return (torch.log(sigma) - math.log(self.sigma_min)) / self._log_ratio
 
     def __repr__(self) -> str:
         return f"GeometricNoise(sigma_min={self.sigma_min:g}, sigma_max={self.sigma_max:g})"

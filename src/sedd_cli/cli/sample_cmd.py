@@ -22,6 +22,8 @@ _SAMPLE_EXAMPLES = (
     "sedd sample --steps 256 --show-intermediate --every 16 --save-frames frames.jsonl",
     "sedd sample --num-samples 200 --out names.txt",
     "sedd sample --num-samples 20 --top-p 0.9",
+    "sedd sample --predictor first-hitting --json",
+    "sedd sample --predictor first-hitting --tokens-per-step 4 --show-intermediate",
 )
 _INFILL_EXAMPLES = (
     'sedd infill --prefix "Hi my name is" --suffix "and that\'s why I\'m late" --steps 1024',
@@ -29,6 +31,7 @@ _INFILL_EXAMPLES = (
     'sedd infill "ma[MASK:4]" --num-samples 8',
     'sedd infill --prefix "ja" --length 6 --json',
     'sedd infill "ma[MASK:4]" -n 8 --temperature 0.7',
+    'sedd infill "ma[MASK:4]" -n 8 --predictor first-hitting',
 )
 
 ModelArg = Annotated[
@@ -43,7 +46,28 @@ StepsOpt = Annotated[
     int | None, typer.Option("--steps", help="Reverse-process steps (default: the model's, usually 128).")
 ]
 PredictorOpt = Annotated[
-    str | None, typer.Option("--predictor", help="analytic (Tweedie tau-leaping) | euler | none.")
+    str | None,
+    typer.Option(
+        "--predictor",
+        help="analytic (Tweedie tau-leaping) | euler | none | first-hitting (absorbing models: "
+        "exact, one network call per token; ignores --steps).",
+    ),
+]
+TokensPerStepOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--tokens-per-step",
+        help="first-hitting: positions unmasked per network call (default: the model's, 1 = exact; "
+        "more is faster and approximate).",
+    ),
+]
+CacheOpt = Annotated[
+    bool,
+    typer.Option(
+        "--cache/--no-cache",
+        help="Time-independent models: rerun the network only on sequences that changed (same "
+        "samples, fewer network rows).",
+    ),
 ]
 NumOpt = Annotated[int | None, typer.Option("--num-samples", "-n", help="How many samples.")]
 BatchOpt = Annotated[
@@ -134,12 +158,15 @@ def _check(
     temperature: float | None = None,
     top_p: float | None = None,
     force: bool = False,
+    tokens_per_step: int | None = None,
 ):
     """The library's checks of the options that can fail before a model is loaded."""
     from ..sampling import check_predictor, check_shaping
-    from ..sampling.checks import check_every, check_outputs, check_precision
+    from ..sampling.checks import check_every, check_outputs, check_precision, check_tokens_per_step
 
     check_every(every)
+    if tokens_per_step is not None:
+        check_tokens_per_step(tokens_per_step)
     check_shaping(1.0 if temperature is None else temperature, 1.0 if top_p is None else top_p)
     if predictor is not None:
         check_predictor(predictor)
@@ -210,6 +237,8 @@ def sample_command(
     precision: PrecisionOpt = None,
     temperature: TemperatureOpt = None,
     top_p: TopPOpt = None,
+    tokens_per_step: TokensPerStepOpt = None,
+    cache: CacheOpt = True,
     show_intermediate: ShowOpt = False,
     every: EveryOpt = 1,
     save_frames: FramesOpt = None,
@@ -219,7 +248,7 @@ def sample_command(
     json_out: JsonOpt = False,
 ) -> None:
     """Generate text from a model by running the reverse diffusion from all-masked sequences."""
-    _check(every, predictor, precision, out, save_frames, temperature, top_p, force)
+    _check(every, predictor, precision, out, save_frames, temperature, top_p, force, tokens_per_step)
     from ..sampling import sample
 
     pre = _loaded(model, device)
@@ -237,6 +266,8 @@ def sample_command(
             precision=precision,
             temperature=temperature,
             top_p=top_p,
+            tokens_per_step=tokens_per_step,
+            cache=cache,
             keep_eos=keep_eos,
             on_step=watch if (show_intermediate or save_frames) else None,
         )
@@ -275,6 +306,8 @@ def infill_command(
     precision: PrecisionOpt = None,
     temperature: TemperatureOpt = None,
     top_p: TopPOpt = None,
+    tokens_per_step: TokensPerStepOpt = None,
+    cache: CacheOpt = True,
     show_intermediate: ShowOpt = False,
     every: EveryOpt = 1,
     save_frames: FramesOpt = None,
@@ -286,7 +319,7 @@ def infill_command(
     """Fill in masked positions, keeping the given text exactly (filled spans are highlighted)."""
     from ._app import read_text_arg
 
-    _check(every, predictor, precision, out, save_frames, temperature, top_p, force)
+    _check(every, predictor, precision, out, save_frames, temperature, top_p, force, tokens_per_step)
     if template is not None:
         template = read_text_arg(template)
     from ..sampling.checks import check_infill_request
@@ -313,6 +346,8 @@ def infill_command(
             precision=precision,
             temperature=temperature,
             top_p=top_p,
+            tokens_per_step=tokens_per_step,
+            cache=cache,
             keep_eos=keep_eos,
             on_step=watch if (show_intermediate or save_frames) else None,
         )

@@ -29,7 +29,7 @@ import torch
 
 from ..graph import Graph
 from .draws import draw_tokens
-from .network import masked_rows_logits, sigma_at
+from .network import NetworkCalls, masked_rows_logits, sigma_at
 from .predictors import AnalyticPredictor, EulerPredictor, NonePredictor, register_predictor
 
 
@@ -45,13 +45,19 @@ class MaskedRowsStep:
         ``c * score_j`` and the weight of staying masked is `stay` ``[N]``."""
         raise NotImplementedError
 
+    def masked_logits(self, model: Any, x: torch.Tensor, sigma: float, idx: tuple[torch.Tensor, ...]):
+        """``(z [N, V], offset [N])`` at the masked rows `idx` (`network.masked_rows_logits`): one
+        network call on the whole batch. The cached classes (`caching.py`) override it."""
+        self.calls.add(x.shape[0])
+        return masked_rows_logits(model, x, sigma, idx, self.graph.mask_id)
+
     def step(self, model: Any, x: torch.Tensor, t: float, dt: float) -> torch.Tensor:
         M = self.graph.mask_id
         idx = (x == M).nonzero(as_tuple=True)  # ([N], [N])
         if idx[0].numel() == 0:
             return x
         sigma = sigma_at(self.noise, t)[0]
-        z, offset = masked_rows_logits(model, x, sigma, idx, M)  # [N, V], [N]
+        z, offset = self.masked_logits(model, x, sigma, idx)  # [N, V], [N]
         # sum_{j<V} score_j = exp(logsumexp(z) - offset): one fused pass, no [N, V] exp copy
         score_sum = torch.exp(torch.logsumexp(z.float(), dim=-1).double() - offset.double())  # [N]
         c, stay = self.masked_weights(score_sum, t, dt)
@@ -107,13 +113,17 @@ def denoise_masked_rows(
     precision: str,
     temperature: float = 1.0,
     top_p: float = 1.0,
+    calls: NetworkCalls | None = None,
 ) -> torch.Tensor:
     """The Tweedie denoiser at total noise `sigma` on masked rows: mask column dropped, so every
-    mask resolves to j with weight ``(e^sigma - 1) score_j`` (shaped by temperature / top-p)."""
+    mask resolves to j with weight ``(e^sigma - 1) score_j`` (shaped by temperature / top-p).
+    The network call, if any (none when nothing is masked), is counted in `calls`."""
     M = graph.mask_id
     idx = (x == M).nonzero(as_tuple=True)
     if idx[0].numel() == 0:
         return x
+    if calls is not None:
+        calls.add(x.shape[0])
     z, _ = masked_rows_logits(model, x, sigma, idx, M)  # [N, V]
     new = draw_tokens(z, generator, precision, temperature, top_p)  # weights (e^sigma - 1) score_j
     x = x.clone()

@@ -16,9 +16,17 @@ import torch
 
 from ..config import check_shaping
 from ..tokenizers import UnencodableText
-from .checks import check_batch_size, check_num_samples, check_precision, check_run, check_steps
+from .checks import (
+    check_batch_size,
+    check_num_samples,
+    check_precision,
+    check_run,
+    check_steps,
+    check_tokens_per_step,
+)
 from .decoding import decode_samples, infill_segments
 from .driver import StepEvent, generate
+from .network import NetworkCalls
 from .predictors import check_predictor
 from .results import InfillResult, SampleResult
 from .templates import fixed_ids, is_pad_layout, pad_tail, slots, spans
@@ -37,12 +45,15 @@ class _Settings:
     precision: str
     temperature: float
     top_p: float
+    tokens_per_step: int
     seed: int
+    cache: bool = True
 
-    def record(self) -> dict[str, Any]:
-        """The fields `SampleResult` takes from these settings."""
-        keep = ("steps", "predictor", "precision", "seed", "eps", "denoise", "temperature", "top_p")
-        return {k: v for k, v in asdict(self).items() if k in keep} | {"nfe": self.steps + int(self.denoise)}
+    def record(self, calls: NetworkCalls) -> dict[str, Any]:
+        """The fields `SampleResult` takes from these settings, and the counted network calls."""
+        drop = ("num_samples", "batch_size")  # the result has the samples themselves
+        kept = {k: v for k, v in asdict(self).items() if k not in drop}
+        return kept | {"nfe": calls.nfe, "rows": calls.rows}
 
 
 def check_sample_settings(sc: Any) -> None:
@@ -54,9 +65,10 @@ def check_sample_settings(sc: Any) -> None:
     check_steps(sc.steps, "sample.steps")
     check_num_samples(sc.num_samples, "sample.num_samples")
     check_batch_size(sc.batch_size, "sample.batch_size")
+    check_tokens_per_step(sc.tokens_per_step, None, "sample.tokens_per_step")
 
 
-def _resolve(pre: Any, seed: int, **given: Any) -> _Settings:
+def _resolve(pre: Any, seed: int, cache: bool, **given: Any) -> _Settings:
     """`given` options, None ones from the model's ``sample:`` settings; shaping checked."""
     s = pre.config.sample
     check_sample_settings(s)
@@ -65,7 +77,8 @@ def _resolve(pre: Any, seed: int, **given: Any) -> _Settings:
         if given[k] is not None:
             v[k] = float(given[k])
     check_shaping(v["temperature"], v["top_p"])
-    return _Settings(seed=seed, **v)
+    check_tokens_per_step(v["tokens_per_step"])
+    return _Settings(seed=seed, cache=bool(cache), **v)
 
 
 def _load(source: Any, device: str) -> Any:
@@ -82,12 +95,14 @@ def _run_batches(
     run_length: int,
     fixed: torch.Tensor | None,
     on_step: Callable[[StepEvent], None] | None,
-) -> tuple[torch.Tensor, float]:
+) -> tuple[torch.Tensor, float, NetworkCalls]:
     """All samples ``[num_samples, run_length]`` in batches of at most ``batch_size``; `fixed`
-    ``[run_length]`` holds the given ids (-1 = free). Returns ids on the CPU and wall seconds."""
+    ``[run_length]`` holds the given ids (-1 = free). Returns ids on the CPU, wall seconds and
+    the network calls (`nfe`: the most of any batch; `rows`: summed over the batches)."""
     device = pre.device
     gen = torch.Generator(device=device).manual_seed(int(opts.seed))
     check_predictor(opts.predictor)  # before any work
+    check_tokens_per_step(opts.tokens_per_step, run_length)
     projector = None
     if fixed is not None:
         fixed_d = fixed.to(device)
@@ -97,17 +112,20 @@ def _run_batches(
             return torch.where(given, fixed_d, x)
 
     start = time.perf_counter()
-    chunks = []
+    chunks, total = [], NetworkCalls()
     for b, first in enumerate(range(0, opts.num_samples, opts.batch_size)):
         n = min(opts.batch_size, opts.num_samples - first)
+        calls = NetworkCalls()
         x = generate(
             pre.model, pre.graph, pre.noise, batch_size=n, length=run_length, steps=opts.steps,
             predictor=opts.predictor, eps=opts.eps, denoise=opts.denoise, precision=opts.precision,
             device=device, generator=gen, projector=projector, on_step=on_step, batch_index=b,
-            offset=first, temperature=opts.temperature, top_p=opts.top_p,
+            offset=first, temperature=opts.temperature, top_p=opts.top_p, cache=opts.cache,
+            tokens_per_step=opts.tokens_per_step, calls=calls,
         )  # fmt: skip
+        total = NetworkCalls(max(total.nfe, calls.nfe), total.rows + calls.rows)
         chunks.append(x.cpu())
-    return torch.cat(chunks), time.perf_counter() - start
+    return torch.cat(chunks), time.perf_counter() - start, total
 
 
 def sample(
@@ -127,6 +145,8 @@ def sample(
     on_step: Callable[[StepEvent], None] | None = None,
     temperature: float | None = None,
     top_p: float | None = None,
+    tokens_per_step: int | None = None,
+    cache: bool = True,
 ) -> SampleResult:
     """Unconditional samples from a model.
 
@@ -135,22 +155,28 @@ def sample(
     `Pretrained`. Options left None come from the model's ``sample`` settings. `length` defaults
     to the model's trained length; for pad-layout models (names) a shorter `length` fixes the
     positions after it to the pad id, so texts have at most `length` tokens.
+
+    `predictor` "first-hitting" (absorbing models) samples exactly in one network call per
+    token and ignores `steps`; `tokens_per_step` K > 1 unmasks K tokens per call (approximate).
+    `cache` (default on) reuses a time-independent model's output for sequences that did not
+    change (same samples, fewer network rows); `nfe` / `rows` report the calls made.
     """
     pre = _load(source, device)
     opts = _resolve(
-        pre, seed, steps=steps, predictor=predictor, num_samples=num_samples, batch_size=batch_size,
-        eps=eps, denoise=denoise, precision=precision, temperature=temperature, top_p=top_p,
+        pre, seed, cache, steps=steps, predictor=predictor, num_samples=num_samples,
+        batch_size=batch_size, eps=eps, denoise=denoise, precision=precision, temperature=temperature,
+        top_p=top_p, tokens_per_step=tokens_per_step,
     )  # fmt: skip
     length = pre.config.model.length if length is None else length
     check_run(opts.steps, opts.num_samples, opts.batch_size, length, pre.config.model.length)
     check_precision(opts.precision)
     run_length, fixed = pad_tail(pre, length)
-    ids, wall = _run_batches(pre, opts, run_length, fixed, on_step)
+    ids, wall, calls = _run_batches(pre, opts, run_length, fixed, on_step)
     ids = ids[:, :length]
     texts = decode_samples(ids, pre.tokenizer, pad_layout=is_pad_layout(pre), keep_eos=keep_eos)
     return SampleResult(
         texts=texts, ids=ids, wall_s=wall, source=pre.source, length=length, device=str(pre.device),
-        **opts.record(),
+        **opts.record(calls),
     )  # fmt: skip
 
 
@@ -174,6 +200,8 @@ def infill(
     on_step: Callable[[StepEvent], None] | None = None,
     temperature: float | None = None,
     top_p: float | None = None,
+    tokens_per_step: int | None = None,
+    cache: bool = True,
 ) -> InfillResult:
     """Fill the masked positions of a template, or the gap between a prefix and a suffix.
 
@@ -186,8 +214,9 @@ def infill(
     """
     pre = _load(source, device)
     opts = _resolve(
-        pre, seed, steps=steps, predictor=predictor, num_samples=num_samples, batch_size=batch_size,
-        eps=eps, denoise=denoise, precision=precision, temperature=temperature, top_p=top_p,
+        pre, seed, cache, steps=steps, predictor=predictor, num_samples=num_samples,
+        batch_size=batch_size, eps=eps, denoise=denoise, precision=precision, temperature=temperature,
+        top_p=top_p, tokens_per_step=tokens_per_step,
     )  # fmt: skip
     try:
         row, length = slots(pre, template, prefix, suffix, length)
@@ -196,12 +225,12 @@ def infill(
     check_run(opts.steps, opts.num_samples, opts.batch_size, length, pre.config.model.length)
     check_precision(opts.precision)
     run_length, fixed = fixed_ids(pre, row, length)
-    ids, wall = _run_batches(pre, opts, run_length, fixed, on_step)
+    ids, wall, calls = _run_batches(pre, opts, run_length, fixed, on_step)
     ids = ids[:, :length]
     filled = spans([s is None for s in row])
     segments = infill_segments(ids, pre.tokenizer, filled, pad_layout=is_pad_layout(pre), keep_eos=keep_eos)
     return InfillResult(
         texts=["".join(s for s, _ in segs) for segs in segments], ids=ids, wall_s=wall,
-        source=pre.source, length=length, device=str(pre.device), **opts.record(),
+        source=pre.source, length=length, device=str(pre.device), **opts.record(calls),
         spans=[list(filled) for _ in segments], segments=segments, template=template,
     )  # fmt: skip

@@ -4,9 +4,10 @@
 call the ones they need before loading a model (the CLI parses, calls and renders). Bounds:
 ``--steps`` 1 to `MAX_STEPS` (the paper's longest runs use 2048), ``--num-samples`` 1 to
 `MAX_SAMPLES` per call (several ``--seed``s give more), ``--length`` 1 to the model's trained
-length, ``--eps`` in (0, 1). Shaping (``--temperature``, ``--top-p``) is checked by
-`config.check_shaping`, shared with the ``sample:`` config section; the predictor name by
-`predictors.check_predictor`, next to the registry.
+length, ``--eps`` in (0, 1), ``--tokens-per-step`` 1 to the sample's length. Shaping
+(``--temperature``, ``--top-p``) is checked by `config.check_shaping`, shared with the
+``sample:`` config section; the predictor name by `predictors.check_predictor`, next to the
+registry.
 """
 
 from __future__ import annotations
@@ -66,6 +67,15 @@ def check_length(length: int, max_length: int | None = None) -> None:
 def check_eps(eps: float) -> None:
     if not 0 < eps < 1:
         raise SeddError(f"--eps (the end of the time grid) must be in (0, 1), got {eps}")
+
+
+def check_tokens_per_step(k: int, length: int | None = None, name: str = "--tokens-per-step") -> None:
+    """Positions the first-hitting sampler unmasks per network call: at least 1 and, given the
+    sample's `length`, at most that."""
+    if k < 1:
+        raise SeddError(f"{name} must be at least 1 (positions unmasked per network call), got {k}")
+    if length is not None and k > length:
+        raise SeddError(f"{name} {k} is more than the {length} positions of a sample: use 1 to {length}")
 
 
 def check_every(every: int) -> None:

@@ -11,7 +11,10 @@ import torch
 @dataclass
 class SampleResult:
     """Samples and how they were made. `ids` ``[num_samples, length]`` (CPU); `nfe` is the number
-    of network evaluations per sample (steps + denoise)."""
+    of network calls of a batch (the most any batch of the call made: steps + denoise for the
+    step predictors without the cache, the masked positions / tokens_per_step for first-hitting),
+    `rows` the sequence rows those calls ran, summed over all batches (num_samples x nfe without
+    the cache). `steps` is the option as given (first-hitting ignores it)."""
 
     texts: list[str]
     ids: torch.Tensor
@@ -28,6 +31,9 @@ class SampleResult:
     device: str = "cpu"
     temperature: float = 1.0
     top_p: float = 1.0
+    rows: int = 0
+    cache: bool = True
+    tokens_per_step: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,6 +42,9 @@ class SampleResult:
             "predictor": self.predictor,
             "precision": self.precision,
             "nfe": self.nfe,
+            "rows": self.rows,
+            "cache": self.cache,
+            "tokens_per_step": self.tokens_per_step,
             "seed": self.seed,
             "wall_s": round(self.wall_s, 4),
             "eps": self.eps,
