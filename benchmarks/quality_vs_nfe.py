@@ -18,7 +18,8 @@ and prints one JSON object per setting:
   repetitive samples, which a low 5-gram NLL alone would reward.
 
 With ``--figure`` it also draws the three quality measures against ``nfe`` (matplotlib, the
-``[plot]`` extra), one line per sampler, the data's values dashed.
+``[plot]`` extra), one line per sampler (the share of real names with its binomial standard
+error), the data's values dashed.
 """
 
 from __future__ import annotations
@@ -122,11 +123,25 @@ def figure(rows: list[dict], path: Path, title: str) -> None:
         ("ngram_nll", "5-gram NLL (nats/name)"),
         ("entropy", "entropy (nats)"),
     )
+    # equal points overlap (euler = analytic = cache for a time-independent log-linear model):
+    # different line styles and marker sizes keep each visible
+    styles = {"euler": ("s--", 9), "analytic": ("o-", 6), "analytic + cache": ("x:", 7)}
     for ax, (key, label) in zip(axes, panels, strict=True):
         for sampler in dict.fromkeys(r["sampler"] for r in rows[1:] if "nfe" in r):
-            pts = sorted((r["nfe"], r[key]) for r in rows[1:] if r["sampler"] == sampler and "nfe" in r)
-            style = "o-" if len(pts) > 1 else "*"
-            ax.plot(*zip(*pts, strict=True), style, label=sampler, markersize=8 if style == "*" else 4)
+            pts = sorted(
+                (r["nfe"], r[key], r.get("n", 1)) for r in rows[1:] if r["sampler"] == sampler and "nfe" in r
+            )
+            x, y = [p[0] for p in pts], [p[1] for p in pts]
+            style, size = styles.get(sampler, ("*", 11))
+            # binomial standard error of a share: sqrt(p (1 - p) / n)
+            err = (
+                [math.sqrt(v * (1 - v) / p[2]) for v, p in zip(y, pts, strict=True)]
+                if key == "share_real"
+                else None
+            )
+            ax.errorbar(
+                x, y, yerr=err, fmt=style, label=sampler, markersize=size, capsize=2, fillstyle="none"
+            )
         if key != "share_real":
             ax.axhline(data[key], color="gray", linestyle="--", linewidth=1, label="data (validation names)")
         ax.set_xscale("log", base=2)
