@@ -67,3 +67,16 @@ def save_tiny_char_model(folder, alphabet: str = "abc def", seed: int | None = 0
     model, _, _ = build_components(cfg, tok.vocab_size)
     save_model_dir(folder, model.state_dict(), cfg, tok, {"step": 0})
     return folder
+
+
+def offline_hub_snapshot(tmp_path, monkeypatch, repo_id: str, rev: str):
+    """An empty snapshot folder of `repo_id` at revision `rev` in huggingface_hub's cache layout
+    (hub/models--OWNER--NAME/{refs/main, snapshots/REV/}) under a temporary HF_HOME, offline;
+    the caller writes the model's files into the returned folder."""
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    repo = tmp_path / "hf" / "hub" / ("models--" + repo_id.replace("/", "--"))
+    (repo / "refs").mkdir(parents=True)
+    (repo / "refs" / "main").write_text(rev)
+    return repo / "snapshots" / rev

@@ -23,6 +23,7 @@ from sedd_cli.errors import SeddError
 from sedd_cli.tokenizers import CharTokenizer
 
 from .conftest import REFERENCE
+from .helpers import offline_hub_snapshot
 
 HIDDEN, COND, BLOCKS, HEADS, LENGTH = 32, 16, 2, 4, 12
 
@@ -207,15 +208,10 @@ def test_published_vocab_rules(tmp_path):
 
 def test_hub_id_found_in_offline_cache(tmp_path, monkeypatch):
     """huggingface_hub's cache layout: hub/models--OWNER--NAME/{refs/main, snapshots/REV/FILES}."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     rev = "0123456789abcdef0123456789abcdef01234567"
-    repo = tmp_path / "hf" / "hub" / "models--someone--sedd-tiny"
+    snapshot = offline_hub_snapshot(tmp_path, monkeypatch, "someone/sedd-tiny", rev)
     state = random_state(256, seed=6)
-    write_published(repo / "snapshots" / rev, 256, state)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(rev)
+    write_published(snapshot, 256, state)
 
     pre = load_pretrained("someone/sedd-tiny", device="cpu")
     assert pre.format == "hub" and pre.origin["hub_id"] == "someone/sedd-tiny"

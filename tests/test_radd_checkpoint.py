@@ -25,6 +25,7 @@ from sedd_cli.sampling import sample
 from sedd_cli.tokenizers import CharTokenizer
 
 from .conftest import REFERENCE
+from .helpers import offline_hub_snapshot
 
 HIDDEN, BLOCKS, HEADS, LENGTH = 32, 2, 4, 12
 
@@ -238,15 +239,10 @@ def test_info_names_radd(tmp_path):
 def test_radd_hub_id_from_the_offline_cache(tmp_path, monkeypatch):
     """JingyangOu/radd-lambda-dce in huggingface_hub's cache layout, offline: the hub module finds
     it and hands the snapshot to the RADD format."""
-    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
-    monkeypatch.delenv("HF_HUB_CACHE", raising=False)
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     rev = "89abcdef0123456789abcdef0123456789abcdef"
-    repo = tmp_path / "hf" / "hub" / "models--JingyangOu--radd-lambda-dce"
+    snapshot = offline_hub_snapshot(tmp_path, monkeypatch, "JingyangOu/radd-lambda-dce", rev)
     state = radd_state(256, seed=7)
-    write_radd(repo / "snapshots" / rev, 256, state)
-    (repo / "refs").mkdir()
-    (repo / "refs" / "main").write_text(rev)
+    write_radd(snapshot, 256, state)
     pre = load_pretrained("JingyangOu/radd-lambda-dce", device="cpu")
     assert pre.format == "hub" and pre.origin["family"] == "RADD" and pre.origin["revision"] == rev
     assert pre.config.model.time_conditioning is False and pre.tokenizer.kind == "byte"
