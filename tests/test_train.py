@@ -147,14 +147,17 @@ def test_weighted_data_order_draws_rows_by_weight():
 
 
 RADD_LAMBDA = ("model.time_conditioning=false", "train.loss=lambda-dce")
+INSERT_PADS = ("data.insert_pads=0.5",)
 
 
-@pytest.mark.parametrize("objective", [(), RADD_LAMBDA], ids=["dse", "lambda-dce"])
+@pytest.mark.parametrize(
+    "objective", [(), RADD_LAMBDA, INSERT_PADS], ids=["dse", "lambda-dce", "insert-pads"]
+)
 def test_resume_after_interrupt_reaches_the_same_losses(names_file, tmp_path, objective):
     """Stopped by SIGINT at step 2 and resumed to step 4: every logged loss equals the
     uninterrupted run's, and so do the final weights, bit for bit (CPU, same threads); for
-    today's dse and for a time-independent model trained with lambda-dce (its lambda draws come
-    from the same saved generator)."""
+    today's dse, for a time-independent model trained with lambda-dce (its lambda draws come
+    from the same saved generator) and with pad insertion (drawn from that generator too)."""
     sets = ("train.max_steps=4", "train.checkpoint_every=0", *objective)
     full = train(tiny(names_file, *sets), run_dir=tmp_path / "full", device="cpu")
     assert full.stopped_reason == "max_steps" and full.steps == 4

@@ -106,6 +106,8 @@ class DataConfig:
     unknown: str = "error"  # char tokenizer, characters outside the vocabulary: error | skip | unk
     weighting: str = "distinct"  # babynames: distinct (one record per name) | count (by births)
     valid_fraction: float = 0.01  # share of records held out for validation (deterministic)
+    insert_pads: float = 0.0  # pad layout: share of training rows widened with pads (data/insertion.py)
+    insert_pads_max: int = 8  # the most pads one insertion adds (M >= the widest [MASK:A-B] gap)
     cache_dir: str | None = None  # tokenized-data cache; None = ~/.cache/sedd
 
 
@@ -169,6 +171,7 @@ COUNT_BOUNDS: dict[str, tuple[int, int]] = {
     "model.mlp_ratio": (1, 64),
     "model.length": (2, 1_048_576),  # 2**20 positions
     "model.vocab_size": (2, 16_777_216),  # 2**24 tokens
+    "data.insert_pads_max": (1, 1_048_576),
     "train.batch_size": (1, 1_048_576),
     "train.accum": (1, 65_536),
     "train.warmup": (0, 1_000_000_000),
@@ -191,6 +194,7 @@ REAL_RANGES: dict[str, tuple[float, float, str]] = {
     "noise.sigma_min": (0.0, math.inf, "()"),
     "noise.sigma_max": (0.0, math.inf, "()"),
     "data.valid_fraction": (0.0, 1.0, "[)"),
+    "data.insert_pads": (0.0, 1.0, "[]"),
     "train.lr": (0.0, math.inf, "()"),
     "train.beta1": (0.0, 1.0, "[)"),
     "train.beta2": (0.0, 1.0, "[)"),
@@ -260,6 +264,8 @@ class Config:
         for key, (low, high, closed) in REAL_RANGES.items():
             section, name = key.split(".")
             _check_real(key, getattr(getattr(self, section), name), low, high, closed)
+        if self.data.insert_pads > 0 and self.data.layout != "pad":
+            raise ConfigError("data.insert_pads needs data.layout=pad (pack-layout data has no pad token)")
         if self.train.max_time is not None:
             _check_real("train.max_time", self.train.max_time, 0.0, math.inf, "()")
         if m.scale_by_sigma and self.graph.type != "absorb":
