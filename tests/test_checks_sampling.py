@@ -45,6 +45,11 @@ CLI_ROWS = [
     ("TEMPLATE", ["infill", "a[MASK:x]", "-m", "{m}"], "in the template: write [MASK] for one token"),
     ("TEMPLATE", ["infill", "a[MASK:30]", "-m", "{m}"], "more masked tokens than"),
     ("TEMPLATE", ["infill", "abcdefgh[MASK]abcdefgh", "-m", "{m}"], "tokens long, more than the length"),
+    ("TEMPLATE", ["infill", "a[MASK:3-2]", "-m", "{m}"], "A is more than B in [MASK:A-B]"),
+    ("TEMPLATE", ["infill", "a[MASK:0-0]", "-m", "{m}"], "a gap of A to B tokens needs B of at least 1"),
+    ("TEMPLATE", ["infill", "a[MASK:0-30]", "-m", "{m}"], "more masked tokens than"),
+    ("TEMPLATE", ["infill", "a[MASK:0-3]", "-m", "{m}"], "needs a model trained with pad insertion"),
+    ("--force", ["infill", "a[MASK:1-3]", "-m", "{m}", "--force"], None),  # tries anyway
     ("--prefix", ["infill", "-m", "{m}", "--prefix", "abcdef", "--length", "4"], "prefix + suffix are"),
     ("--prefix", ["infill", "-m", "{m}", "--prefix", "abcd", "--length", "4"], "fill the whole length"),
     (

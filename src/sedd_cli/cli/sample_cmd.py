@@ -116,6 +116,14 @@ OutOpt = Annotated[
     typer.Option("--out", "-o", help="Write the samples to FILE (.jsonl: one JSON object a line)."),
 ]
 ForceOpt = Annotated[bool, typer.Option("--force", help="Overwrite an existing --out / --save-frames file.")]
+InfillForceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--force",
+        help="Overwrite an existing --out / --save-frames file, and try a [MASK:A-B] gap on a model "
+        "not trained with data.insert_pads.",
+    ),
+]
 KeepEosOpt = Annotated[
     bool, typer.Option("--keep-eos", help="Keep text after the end-of-text token (GPT-2 models).")
 ]
@@ -312,7 +320,7 @@ def infill_command(
     every: EveryOpt = 1,
     save_frames: FramesOpt = None,
     out: OutOpt = None,
-    force: ForceOpt = False,
+    force: InfillForceOpt = False,
     keep_eos: KeepEosOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -350,6 +358,7 @@ def infill_command(
             cache=cache,
             keep_eos=keep_eos,
             on_step=watch if (show_intermediate or save_frames) else None,
+            force=force,
         )
     plain = [infill_plain(s) for s in result.segments]
     if out is not None:

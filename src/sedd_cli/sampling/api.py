@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from ..config import check_shaping
+from ..errors import SeddError
 from ..tokenizers import UnencodableText
 from .checks import (
     check_batch_size,
@@ -26,10 +27,13 @@ from .checks import (
 )
 from .decoding import decode_samples, infill_segments
 from .driver import StepEvent, generate
+from .gaps import compact, fill_lengths, short
 from .network import NetworkCalls
 from .predictors import check_predictor
 from .results import InfillResult, SampleResult
-from .templates import fixed_ids, is_pad_layout, pad_tail, slots, spans
+from .templates import Gap, check_variable_gaps, fixed_ids, is_pad_layout, pad_tail, slots
+
+MAX_ROUNDS = 20  # rounds of re-sampling the fills shorter than a [MASK:A-B] gap's A
 
 
 @dataclass
@@ -95,12 +99,16 @@ def _run_batches(
     run_length: int,
     fixed: torch.Tensor | None,
     on_step: Callable[[StepEvent], None] | None,
+    gen: torch.Generator | None = None,
+    count: int | None = None,
 ) -> tuple[torch.Tensor, float, NetworkCalls]:
-    """All samples ``[num_samples, run_length]`` in batches of at most ``batch_size``; `fixed`
+    """All samples ``[count, run_length]`` (default ``num_samples``) in batches of at most
+    ``batch_size``, drawn from `gen` (default: a new one seeded with ``seed``); `fixed`
     ``[run_length]`` holds the given ids (-1 = free). Returns ids on the CPU, wall seconds and
     the network calls (`nfe`: the most of any batch; `rows`: summed over the batches)."""
     device = pre.device
-    gen = torch.Generator(device=device).manual_seed(int(opts.seed))
+    gen = torch.Generator(device=device).manual_seed(int(opts.seed)) if gen is None else gen
+    count = opts.num_samples if count is None else count
     check_predictor(opts.predictor)  # before any work
     check_tokens_per_step(opts.tokens_per_step, run_length)
     projector = None
@@ -113,8 +121,8 @@ def _run_batches(
 
     start = time.perf_counter()
     chunks, total = [], NetworkCalls()
-    for b, first in enumerate(range(0, opts.num_samples, opts.batch_size)):
-        n = min(opts.batch_size, opts.num_samples - first)
+    for b, first in enumerate(range(0, count, opts.batch_size)):
+        n = min(opts.batch_size, count - first)
         calls = NetworkCalls()
         x = generate(
             pre.model, pre.graph, pre.noise, batch_size=n, length=run_length, steps=opts.steps,
@@ -202,6 +210,7 @@ def infill(
     top_p: float | None = None,
     tokens_per_step: int | None = None,
     cache: bool = True,
+    force: bool = False,
 ) -> InfillResult:
     """Fill the masked positions of a template, or the gap between a prefix and a suffix.
 
@@ -211,6 +220,10 @@ def infill(
     Prefix/suffix form: the prefix ids at positions ``0..``, the suffix ids ending at ``length - 1``
     (`length` defaults to the model's length). Given tokens are re-imposed before every step
     (the projector), so they never change. Other options as in `sample`.
+
+    ``[MASK:A-B]`` (pad-layout models trained with ``data.insert_pads``; `force` tries any model)
+    is B slots whose pads are removed after sampling, so the fill has 0 to B tokens; samples with
+    a fill shorter than A are drawn again, at most `MAX_ROUNDS` rounds, then a SeddError.
     """
     pre = _load(source, device)
     opts = _resolve(
@@ -219,18 +232,51 @@ def infill(
         top_p=top_p, tokens_per_step=tokens_per_step,
     )  # fmt: skip
     try:
-        row, length = slots(pre, template, prefix, suffix, length)
+        row, length, gaps = slots(pre, template, prefix, suffix, length)
     except UnencodableText as exc:  # say which model's vocabulary it was
         raise UnencodableText(f"model {pre.source}: {exc}") from None
+    check_variable_gaps(pre, gaps, force)
     check_run(opts.steps, opts.num_samples, opts.batch_size, length, pre.config.model.length)
     check_precision(opts.precision)
     run_length, fixed = fixed_ids(pre, row, length)
-    ids, wall, calls = _run_batches(pre, opts, run_length, fixed, on_step)
+    ids, wall, calls, rounds = _draw_fills(pre, opts, run_length, fixed, on_step, gaps)
     ids = ids[:, :length]
-    filled = spans([s is None for s in row])
-    segments = infill_segments(ids, pre.tokenizer, filled, pad_layout=is_pad_layout(pre), keep_eos=keep_eos)
+    free = [s is None for s in row]
+    pad_id = pre.tokenizer.pad_id if gaps else None
+    ids, filled = compact(ids, free, gaps, pad_id)
+    segments = infill_segments(
+        ids, pre.tokenizer, [], pad_layout=is_pad_layout(pre), keep_eos=keep_eos, row_spans=filled
+    )
+    lengths = fill_lengths(ids, filled, pad_id)
     return InfillResult(
         texts=["".join(s for s, _ in segs) for segs in segments], ids=ids, wall_s=wall,
         source=pre.source, length=length, device=str(pre.device), **opts.record(calls),
-        spans=[list(filled) for _ in segments], segments=segments, template=template,
+        spans=filled, segments=segments, template=template, fill_lengths=lengths, rounds=rounds,
     )  # fmt: skip
+
+
+def _draw_fills(
+    pre: Any, opts: _Settings, run_length: int, fixed: torch.Tensor, on_step: Any, gaps: list[Gap]
+) -> tuple[torch.Tensor, float, NetworkCalls, int]:
+    """(ids ``[num_samples, run_length]``, wall seconds, calls, rounds): `_run_batches`, then the
+    samples with a gap filled below its A drawn again from the same generator, at most
+    `MAX_ROUNDS` rounds (rejection: the kept samples follow the sampler's law given every A)."""
+    gen = torch.Generator(device=pre.device).manual_seed(int(opts.seed))
+    ids, wall, calls = _run_batches(pre, opts, run_length, fixed, on_step, gen)
+    pad_id = pre.tokenizer.pad_id
+    if not any(g.least > 0 for g in gaps) or pad_id is None:
+        return ids, wall, calls, 1
+    for rounds in range(1, MAX_ROUNDS + 1):
+        bad = torch.nonzero(short(ids, gaps, pad_id)).flatten()
+        if bad.numel() == 0:
+            return ids, wall, calls, rounds
+        if rounds == MAX_ROUNDS:
+            break
+        more, w, c = _run_batches(pre, opts, run_length, fixed, on_step, gen, count=bad.numel())
+        ids[bad] = more
+        wall, calls = wall + w, NetworkCalls(max(calls.nfe, c.nfe), calls.rows + c.rows)
+    least = max(gaps, key=lambda g: g.least)
+    raise SeddError(
+        f"after {MAX_ROUNDS} rounds, {bad.numel()} of {ids.shape[0]} samples still fill a gap below its "
+        f"least count (e.g. {least.text}): lower A, or train longer with data.insert_pads"
+    )

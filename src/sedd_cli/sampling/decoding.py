@@ -34,20 +34,28 @@ def decode_piece(tok: Any, ids: list[int], pad_layout: bool, keep_eos: bool) -> 
 
 
 def infill_segments(
-    ids: torch.Tensor, tok: Any, spans: list[tuple[int, int]], *, pad_layout: bool, keep_eos: bool
+    ids: torch.Tensor,
+    tok: Any,
+    spans: list[tuple[int, int]],
+    *,
+    pad_layout: bool,
+    keep_eos: bool,
+    row_spans: list[list[tuple[int, int]]] | None = None,
 ) -> list[list[tuple[str, bool]]]:
     """Each row of `ids` ``[N, length]`` as ``(text, filled)`` pieces: the given text between the
-    filled `spans`, and the spans themselves."""
+    filled `spans` (`row_spans[k]` for row k when the spans differ per row), and the spans
+    themselves (an empty span, a ``[MASK:0-B]`` gap filled with nothing, is an empty piece)."""
     length = ids.shape[1]
     segments = []
-    for row in ids.tolist():
+    for k, row in enumerate(ids.tolist()):
         segs = []
         pos = 0
-        for a, b in [*spans, (length, length)]:
+        for a, b in spans if row_spans is None else row_spans[k]:
             if a > pos:
                 segs.append((decode_piece(tok, row[pos:a], pad_layout, keep_eos), False))
-            if b > a:
-                segs.append((decode_piece(tok, row[a:b], pad_layout, keep_eos), True))
+            segs.append((decode_piece(tok, row[a:b], pad_layout, keep_eos), True))
             pos = b
+        if length > pos:
+            segs.append((decode_piece(tok, row[pos:length], pad_layout, keep_eos), False))
         segments.append(segs)
     return segments

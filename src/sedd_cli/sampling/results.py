@@ -61,16 +61,23 @@ class SampleResult:
 @dataclass
 class InfillResult(SampleResult):
     """`spans[k]`: the ``(start, end)`` token ranges that were filled in sample k; `segments[k]`:
-    the sample's text as ``(text, filled)`` pieces, in order."""
+    the sample's text as ``(text, filled)`` pieces, in order; `fill_lengths[k]`: the tokens of
+    each filled span (a ``[MASK:A-B]`` gap's fill, pads removed, has A to B); `rounds`: the
+    sampling rounds (1 + the re-samplings of fills shorter than their A)."""
 
     spans: list[list[tuple[int, int]]] = field(default_factory=list)
+    fill_lengths: list[list[int]] = field(default_factory=list)
+    rounds: int = 1
     segments: list[list[tuple[str, bool]]] = field(default_factory=list)
     template: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         out = super().to_dict()
         out["template"] = self.template
-        for s, spans, segs in zip(out["samples"], self.spans, self.segments, strict=True):
+        out["rounds"] = self.rounds
+        lengths = self.fill_lengths or [[b - a for a, b in sp] for sp in self.spans]
+        for s, spans, segs, n in zip(out["samples"], self.spans, self.segments, lengths, strict=True):
             s["spans"] = [list(p) for p in spans]
             s["filled"] = [text for text, filled in segs if filled]
+            s["fill_lengths"] = list(n)
         return out

@@ -1,5 +1,10 @@
 """What is given before sampling: infill templates, prefix/suffix slots, and the pad tail.
 
+A ``[MASK:A-B]`` gap (between A and B tokens) is B free slots recorded as a `Gap`; after sampling
+the pads inside it are removed (`sampling/gaps.py`), so its fill has 0 to B tokens, at least A by
+rejection (`api.infill`). It needs a pad-layout model trained with ``data.insert_pads``
+(`check_variable_gaps`).
+
 A row of slots holds a token id where the text is given and None where the sampler fills in;
 `fixed_ids` turns it into the projector's ``[run_length]`` ids (-1 = free). Pad-layout models
 (names) always run at their trained length, the positions after the asked length fixed to the
@@ -10,6 +15,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -17,39 +23,55 @@ import torch
 from ..errors import SeddError
 from .checks import MAX_SAMPLES, check_infill_request, check_length
 
-_MASK_RE = re.compile(r"\[MASK(?::(\d+))?\]")
+_MASK_RE = re.compile(r"\[MASK(?::(\d+)(?:-(\d+))?)?\]")
 _MASK_LIKE_RE = re.compile(r"\[\s*mask\b[^\[\]]{0,40}\]?", re.IGNORECASE)  # anything that tries to be one
 
 
-def parse_template(template: str, tokenizer: Any, max_tokens: int | None = None) -> list[int | None]:
-    """Token ids of a template, None at masked positions.
+@dataclass(frozen=True)
+class Gap:
+    """A ``[MASK:A-B]`` gap: the row's positions ``[start, end)`` (B of them), filled with at least
+    `least` (A) tokens once its pads are removed; `text` is the mask as written."""
 
-    ``[MASK]`` is one masked token, ``[MASK:5]`` five; the text between masks is tokenized piece
-    by piece and placed exactly (so with GPT-2, "The [MASK] sat" keeps " sat" as its own tokens).
-    Anything else that looks like a mask (``[MASK:x]``, ``[MASK:]``, ``[mask]``, an unclosed
-    ``[MASK:3``) is refused before tokenizing, whatever the tokenizer. `max_tokens` (the model's
-    length) bounds the masked positions; without it, at most `MAX_SAMPLES` per mask.
+    start: int
+    end: int
+    least: int
+    text: str
+
+
+def parse_template(template: str, tokenizer: Any, max_tokens: int | None = None) -> list[int | None]:
+    """Token ids of a template, None at masked positions (`parse_gaps` also returns the gaps).
+
+    ``[MASK]`` is one masked token, ``[MASK:5]`` five, ``[MASK:2-5]`` five slots of which 2 to 5
+    keep a token; the text between masks is tokenized piece by piece and placed exactly (so with
+    GPT-2, "The [MASK] sat" keeps " sat" as its own tokens). Anything else that looks like a mask
+    (``[MASK:x]``, ``[MASK:]``, ``[mask]``, an unclosed ``[MASK:3``) is refused before
+    tokenizing, whatever the tokenizer. `max_tokens` (the model's length) bounds the masked
+    positions; without it, at most `MAX_SAMPLES` per mask.
     """
+    return parse_gaps(template, tokenizer, max_tokens)[0]
+
+
+def parse_gaps(
+    template: str, tokenizer: Any, max_tokens: int | None = None
+) -> tuple[list[int | None], list[Gap]]:
+    """(`parse_template`'s row, the ``[MASK:A-B]`` gaps in it)."""
     limit = MAX_SAMPLES if max_tokens is None else max_tokens
     out: list[int | None] = []
+    gaps: list[Gap] = []
     pos = 0
     n_masks = 0
     for m in _MASK_RE.finditer(template):
         if m.start() > pos:
             out.extend(_encode_piece(template[pos : m.start()], tokenizer))
-        digits = m.group(1)
-        if digits is not None and len(digits.lstrip("0")) > len(str(limit)):
-            k = limit + 1  # too many digits to convert: certainly above the limit
-        else:
-            k = int(digits) if digits is not None else 1
-        if k < 1:
-            raise SeddError(f"{m.group(0)} in the template: a mask needs a count of at least 1")
+        least, k, variable = _mask_count(m, limit)
         n_masks += k
         if n_masks > limit:
             what = "the model's length" if max_tokens is not None else "the limit"
             raise SeddError(
                 f"{m.group(0)[:40]} in the template: more masked tokens than {what} {limit:,}; ask for fewer"
             )
+        if variable:
+            gaps.append(Gap(len(out), len(out) + k, least, m.group(0)))
         out.extend([None] * k)
         pos = m.end()
     if pos < len(template):
@@ -59,7 +81,33 @@ def parse_template(template: str, tokenizer: Any, max_tokens: int | None = None)
             "the template has no [MASK]: mark the positions to fill with [MASK] (one token) or "
             "[MASK:N] (N tokens), e.g. 'The [MASK:5] sat on the [MASK].'"
         )
-    return out
+    return out, gaps
+
+
+def _mask_count(m: re.Match, limit: int) -> tuple[int, int, bool]:
+    """(least tokens, slots, variable) of one mask: ``[MASK]`` (1, 1), ``[MASK:N]`` (N, N),
+    ``[MASK:A-B]`` (A, B, True); a count with too many digits reads as limit + 1."""
+
+    def count(digits: str) -> int:
+        return limit + 1 if len(digits.lstrip("0")) > len(str(limit)) else int(digits)
+
+    first, second = m.group(1), m.group(2)
+    if first is None:
+        return 1, 1, False
+    if second is None:
+        k = count(first)
+        if k < 1:
+            raise SeddError(f"{m.group(0)} in the template: a mask needs a count of at least 1")
+        return k, k, False
+    least, most = count(first), count(second)
+    if most < 1:
+        raise SeddError(f"{m.group(0)} in the template: a gap of A to B tokens needs B of at least 1")
+    if least > most:
+        raise SeddError(
+            f"{m.group(0)[:40]} in the template: A is more than B in [MASK:A-B]; "
+            "write the fewest tokens first"
+        )
+    return least, most, True
 
 
 def _encode_piece(text: str, tokenizer: Any) -> list[int]:
@@ -67,8 +115,8 @@ def _encode_piece(text: str, tokenizer: Any) -> list[int]:
     bad = _MASK_LIKE_RE.search(text)
     if bad is not None:
         raise SeddError(
-            f"malformed mask {bad.group(0)!r} in the template: write [MASK] for one token or "
-            "[MASK:N] for N tokens (N a whole number, at least 1)"
+            f"malformed mask {bad.group(0)!r} in the template: write [MASK] for one token, "
+            "[MASK:N] for N tokens (N a whole number, at least 1) or [MASK:A-B] for A to B tokens"
         )
     return tokenizer.encode(text)
 
@@ -91,20 +139,38 @@ def spans(free: Sequence[bool]) -> list[tuple[int, int]]:
 
 def slots(
     pre: Any, template: str | None, prefix: str | None, suffix: str | None, length: int | None
-) -> tuple[list[int | None], int]:
-    """(the row's token ids with None at the positions to fill, the row length) for a template or
-    a prefix/suffix pair, checked against the model's length."""
+) -> tuple[list[int | None], int, list[Gap]]:
+    """(the row's token ids with None at the positions to fill, the row length, the template's
+    ``[MASK:A-B]`` gaps) for a template or a prefix/suffix pair, checked against the model's length."""
     check_infill_request(template, prefix, suffix)
     if template is not None:
         return _template_slots(pre, template, length)
-    return _prefix_suffix_slots(pre, prefix, suffix, length)
+    return (*_prefix_suffix_slots(pre, prefix, suffix, length), [])
 
 
-def _template_slots(pre: Any, template: str, length: int | None) -> tuple[list[int | None], int]:
+def check_variable_gaps(pre: Any, gaps: list[Gap], force: bool) -> None:
+    """A ``[MASK:A-B]`` gap needs a pad-layout model trained with pad insertion; `force` tries
+    anyway (without a pad id nothing is removed: every fill has B tokens)."""
+    if not gaps or force:
+        return
+    what = gaps[0].text
+    if not is_pad_layout(pre):
+        raise SeddError(
+            f"{what} needs a pad-layout model trained with data.insert_pads; this model has no pad "
+            "token (published SEDD / RADD and GPT-2 models cannot): use [MASK:N], or --force to try anyway"
+        )
+    if getattr(pre.config.data, "insert_pads", 0.0) <= 0:
+        raise SeddError(
+            f"{what} needs a model trained with pad insertion (this one has data.insert_pads 0): "
+            "train with --set data.insert_pads=0.5, or pass --force to try anyway"
+        )
+
+
+def _template_slots(pre: Any, template: str, length: int | None) -> tuple[list[int | None], int, list[Gap]]:
     max_len = pre.config.model.length
     if length is not None:
         check_length(length, max_len)
-    row = parse_template(template, pre.tokenizer, max_tokens=max_len)
+    row, gaps = parse_gaps(template, pre.tokenizer, max_tokens=max_len)
     if length is None:
         length = len(row) if not is_pad_layout(pre) else max_len
     if len(row) > length:
@@ -113,7 +179,7 @@ def _template_slots(pre: Any, template: str, length: int | None) -> tuple[list[i
             "shorten it or raise --length"
         )
     tail_id = pre.tokenizer.pad_id if is_pad_layout(pre) else None
-    return row + [tail_id] * (length - len(row)), length
+    return row + [tail_id] * (length - len(row)), length, gaps
 
 
 def _prefix_suffix_slots(
