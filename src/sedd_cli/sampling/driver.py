@@ -174,6 +174,8 @@ def generate(
         if on_step is not None:
             on_step(StepEvent(step, n, t, sigma, x, x != prev, phase, batch_index, offset))
 
+    emit.active = on_step is not None  # a walk may skip work that only the events need
+
     was_training = getattr(model, "training", False)
     if hasattr(model, "eval"):
         model.eval()

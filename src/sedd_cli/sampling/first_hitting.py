@@ -81,7 +81,9 @@ class FirstHittingPredictor(Predictor):
 
     def walk(self, model, x, grid: TimeGrid, project, emit):
         """Events until nothing is masked; ``emit(i, events, t, sigma, x, prev, "step")`` after
-        each network call, with the time the batch reached (the latest sequence's)."""
+        each network call, with the time the batch reached (the latest sequence's). That time is
+        read back from the device only when someone listens (``emit.active``, set by the driver):
+        without a live view the loop has no host synchronisation of its own for it."""
         x = project(x)
         M = self.graph.mask_id
         n0 = int((x == M).sum(dim=1).max())  # masked positions of the fullest sequence
@@ -94,10 +96,11 @@ class FirstHittingPredictor(Predictor):
             x = project(x)
             prev = x
             x, m = self._event(model, x, m, floor, ti)
-            shown = m.max() if not ti else m[0] * int((x == M).sum(dim=1).max()) / max(n0, 1)
-            sigma = max(-math.log1p(-float(shown)), floor)
-            t = float(self.noise.inverse(torch.tensor(sigma, dtype=torch.float64)))
-            emit(i, events, t, sigma, x, prev, "step")
+            if getattr(emit, "active", True):
+                shown = m.max() if not ti else m[0] * int((x == M).sum(dim=1).max()) / max(n0, 1)
+                sigma = max(-math.log1p(-float(shown)), floor)
+                t = float(self.noise.inverse(torch.tensor(sigma, dtype=torch.float64)))
+                emit(i, events, t, sigma, x, prev, "step")
         return project(x)
 
     def _event(self, model, x, m, floor: float, ti: bool):
