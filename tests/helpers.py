@@ -80,3 +80,13 @@ def offline_hub_snapshot(tmp_path, monkeypatch, repo_id: str, rev: str):
     (repo / "refs").mkdir(parents=True)
     (repo / "refs" / "main").write_text(rev)
     return repo / "snapshots" / rev
+
+
+def probe_outputs(model, tokens: int, length: int, seed: int = 1) -> torch.Tensor:
+    """The model's log-scores on 3 fixed random sequences of `length` ids (mask ids included) at
+    sigma 0.05, 1 and 6: a fingerprint to compare a model before and after save / load / convert."""
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randint(0, tokens + 1, (3, length), generator=g)
+    sigma = torch.tensor([0.05, 1.0, 6.0])
+    with torch.no_grad():
+        return model(x, sigma)

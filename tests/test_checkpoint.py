@@ -23,7 +23,7 @@ from sedd_cli.errors import SeddError
 from sedd_cli.tokenizers import CharTokenizer
 
 from .conftest import REFERENCE
-from .helpers import offline_hub_snapshot
+from .helpers import offline_hub_snapshot, probe_outputs
 
 HIDDEN, COND, BLOCKS, HEADS, LENGTH = 32, 16, 2, 4, 12
 
@@ -125,14 +125,6 @@ def write_reference_run(root: Path, tokens: int, raw: dict, ema: dict, step: int
     return root
 
 
-def probe(model, tokens: int, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, tokens + 1, (3, LENGTH), generator=g)  # includes mask ids
-    sigma = torch.tensor([0.05, 1.0, 6.0])
-    with torch.no_grad():
-        return model(x, sigma)
-
-
 def assert_weights(pre, state: dict) -> None:
     loaded = pre.model.state_dict()
     for key, value in state.items():
@@ -163,7 +155,7 @@ def test_published_safetensors_folder_loads_strictly_and_converts(tmp_path):
     assert pre.config.noise.type == "loglinear" and pre.config.model.vocab_size == 256
     assert not pre.model.training  # eval mode: dropout 0.1 is off
     assert_weights(pre, state)
-    before = probe(pre.model, 256)
+    before = probe_outputs(pre.model, 256, LENGTH)
 
     r = invoke("convert", str(src), str(tmp_path / "out"), "--json")
     assert r.exit_code == 0, r.stderr
@@ -175,7 +167,7 @@ def test_published_safetensors_folder_loads_strictly_and_converts(tmp_path):
 
     post = load_pretrained(tmp_path / "out", device="cpu")
     assert post.format == "sedd-model" and post.tokenizer.kind == "byte"
-    assert torch.equal(probe(post.model, 256), before)
+    assert torch.equal(probe_outputs(post.model, 256, LENGTH), before)
 
 
 def test_published_bin_folder_with_our_tokenizer_beside(tmp_path):
@@ -248,7 +240,7 @@ def test_reference_run_uses_ema_shadow_params(tmp_path):
     raw_pre = load_pretrained(run, device="cpu", weights="model")
     assert raw_pre.weights == "model"
     assert_weights(raw_pre, raw)
-    assert not torch.equal(probe(pre.model, 256), probe(raw_pre.model, 256))
+    assert not torch.equal(probe_outputs(pre.model, 256, LENGTH), probe_outputs(raw_pre.model, 256, LENGTH))
 
     out = tmp_path / "converted"
     r = invoke("convert", str(run), str(out))
@@ -256,7 +248,7 @@ def test_reference_run_uses_ema_shadow_params(tmp_path):
     assert "step 1,234" in r.stdout
     post = load_pretrained(out, device="cpu")
     assert post.step == 1234 and post.weights == "ema"
-    assert torch.equal(probe(post.model, 256), probe(pre.model, 256))
+    assert torch.equal(probe_outputs(post.model, 256, LENGTH), probe_outputs(pre.model, 256, LENGTH))
 
 
 def test_reference_run_ema_count_mismatch(tmp_path):

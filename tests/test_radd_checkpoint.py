@@ -25,7 +25,7 @@ from sedd_cli.sampling import sample
 from sedd_cli.tokenizers import CharTokenizer
 
 from .conftest import REFERENCE
-from .helpers import offline_hub_snapshot
+from .helpers import offline_hub_snapshot, probe_outputs
 
 HIDDEN, BLOCKS, HEADS, LENGTH = 32, 2, 4, 12
 
@@ -112,14 +112,6 @@ def char_radd(folder: Path, seed: int = 1, **kw) -> tuple[Path, dict, CharTokeni
     return src, state, tok
 
 
-def probe(model, tokens: int, seed: int = 1) -> torch.Tensor:
-    g = torch.Generator().manual_seed(seed)
-    x = torch.randint(0, tokens + 1, (3, LENGTH), generator=g)  # includes mask ids
-    sigma = torch.tensor([0.05, 1.0, 6.0])
-    with torch.no_grad():
-        return model(x, sigma)
-
-
 def invoke(*args: str):
     return CliRunner().invoke(app, list(args))
 
@@ -148,7 +140,7 @@ def test_radd_folder_loads_strictly_converts_and_samples(tmp_path):
     assert not pre.model.training
     loaded = pre.model.state_dict()
     assert all(torch.equal(loaded[k], v) for k, v in state.items())
-    before = probe(pre.model, tok.vocab_size)
+    before = probe_outputs(pre.model, tok.vocab_size, LENGTH)
     masked = (
         torch.randint(0, tok.vocab_size + 1, (3, LENGTH), generator=torch.Generator().manual_seed(1))
     ) == (tok.vocab_size)
@@ -164,7 +156,7 @@ def test_radd_folder_loads_strictly_converts_and_samples(tmp_path):
     post = load_pretrained(tmp_path / "out", device="cpu")
     assert post.format == "sedd-model" and post.config.model.time_conditioning is False
     assert post.config.train.loss == "lambda-dce" and post.tokenizer.vocab_size == tok.vocab_size
-    assert torch.equal(probe(post.model, tok.vocab_size), before)
+    assert torch.equal(probe_outputs(post.model, tok.vocab_size, LENGTH), before)
     again = sample(post, steps=6, num_samples=3, seed=4, device="cpu")
     assert torch.equal(again.ids, drawn.ids) and drawn.ids.shape == (3, LENGTH)
     r = invoke("info", str(tmp_path / "out"))
