@@ -38,16 +38,23 @@ def insert_pads(
     start = torch.randint(0, length, (n,), generator=gen)  # [B]
     width = torch.randint(0, max_pads + 1, (n,), generator=gen)  # [B]
     pads = torch.randint(0, max_pads + 1, (n,), generator=gen)  # [B]
-    out = rows.clone()
-    for i in torch.nonzero(chosen & (pads > 0)).flatten().tolist():
-        out[i] = widen(rows[i], int(start[i] + width[i]), int(pads[i]), pad_id)
-    return out
+    at = start + width  # [B] insertion point (at >= L: the row is unchanged)
+    count = torch.where(chosen, pads, torch.zeros_like(pads))  # [B] pads inserted (0: unchanged)
+    return widen_rows(rows, at, count, pad_id)
+
+
+def widen_rows(rows: torch.Tensor, at: torch.Tensor, count: torch.Tensor, pad_id: int) -> torch.Tensor:
+    """`rows` ``[B, L]`` with ``count[b]`` pads inserted before position ``at[b]`` of row b, cut
+    back to L, in one gather: output position k reads ``k`` before the insertion point, a pad in
+    ``[at, at + count)`` and ``k - count`` after it."""
+    k = torch.arange(rows.shape[1])[None]  # [1, L]
+    at, count = at[:, None], count[:, None]  # [B, 1]
+    is_pad = (k >= at) & (k < at + count)  # [B, L]
+    src = torch.where(k < at, k, (k - count).clamp(min=0))  # [B, L]
+    out = rows.gather(1, src.to(rows.device))
+    return out.masked_fill_(is_pad.to(rows.device), pad_id)
 
 
 def widen(row: torch.Tensor, at: int, count: int, pad_id: int) -> torch.Tensor:
     """`row` ``[L]`` with `count` pads inserted before position `at` (at >= L: unchanged), cut to L."""
-    length = row.shape[0]
-    if at >= length:
-        return row.clone()
-    filler = torch.full((count,), pad_id, dtype=row.dtype)
-    return torch.cat([row[:at], filler, row[at:]])[:length]
+    return widen_rows(row[None], torch.tensor([at]), torch.tensor([count]), pad_id)[0]
