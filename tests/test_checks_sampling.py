@@ -50,6 +50,26 @@ CLI_ROWS = [
     ("TEMPLATE", ["infill", "a[MASK:0-30]", "-m", "{m}"], "more masked tokens than"),
     ("TEMPLATE", ["infill", "a[MASK:0-3]", "-m", "{m}"], "needs a model trained with pad insertion"),
     ("--force", ["infill", "a[MASK:1-3]", "-m", "{m}", "--force"], None),  # tries anyway
+    ("--gap", ["infill", "-m", "{m}", "--gap", "0-3"], "--gap A-B goes with --prefix and/or --suffix"),
+    ("--gap", ["infill", "-m", "{m}", "--suffix", "a", "--gap", "3"], "write the gap as A-B"),
+    ("--gap", ["infill", "-m", "{m}", "--suffix", "a", "--gap", "3-2"], "A is more than B in [MASK:A-B]"),
+    (
+        "--gap",
+        ["infill", "-m", "{m}", "--suffix", "a", "--gap", "0-30"],
+        "more slots than the model's length",
+    ),
+    ("--gap", ["infill", "-m", "{m}", "--suffix", "a", "--gap", "0-3"], "needs a model trained with pad"),
+    ("--gap", ["infill", "-m", "{m}", "--suffix", "a", "--gap", "1-3", "--force"], None),
+    (
+        "--gap-law",
+        ["infill", "a[MASK:0-3]", "-m", "{m}", "--gap-law", "x", "--force"],
+        "choose data (the data's law) or model",
+    ),
+    (
+        "--gap-law",
+        ["infill", "a[MASK:0-3]", "-m", "{m}", "--gap-law", "data", "--force"],
+        "--gap-law data needs",
+    ),
     ("--prefix", ["infill", "-m", "{m}", "--prefix", "abcdef", "--length", "4"], "prefix + suffix are"),
     ("--prefix", ["infill", "-m", "{m}", "--prefix", "abcd", "--length", "4"], "fill the whole length"),
     (

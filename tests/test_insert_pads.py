@@ -10,6 +10,7 @@ import torch
 
 from sedd_cli.config import ConfigError, load_preset
 from sedd_cli.data.insertion import insert_pads, widen
+from sedd_cli.pad_law import GapLayout, PadLaw, fill_weight, least_fill_weight
 
 from .oracle import chi2, chi2_critical
 
@@ -23,27 +24,26 @@ def _where_and_how_many(out: list[int], n: int) -> tuple[int, int]:
     if not real or real[-1] == len(real) - 1:
         return n, 0
     at = next(i for i, t in enumerate(out) if t == PAD)
-    return at, real[at] - at if at < len(real) else 0
+    return at, real[at] - at
 
 
 def _exact_law(n: int, p: float) -> dict[tuple[int, int], float]:
-    """P(insertion point, visible pads) by enumerating s ~ U{0..L-1}, k ~ U{0..M}, E ~ U{0..M}: the
-    stated scheme, written independently of the code (a point at or past the record's end shows
-    nothing, nor does E = 0; pads pushed past L are cut)."""
-    law: dict[tuple[int, int], float] = {(n, 0): 1 - p}
-    for s, k, e in itertools.product(range(L), range(M + 1), range(M + 1)):
-        at = s + k
-        key = (at, e) if (e > 0 and at < n) else (n, 0)
-        law[key] = law.get(key, 0.0) + p / (L * (M + 1) ** 2)
+    """P(insertion point, pads) by enumerating the stated scheme, written independently of the code:
+    a ~ U{0..n-1}, E ~ U{1..min(M, L - n)} with probability p when 1 <= n < L, else nothing."""
+    most = min(M, L - n)
+    if n == 0 or most == 0:
+        return {(n, 0): 1.0}
+    law = {(n, 0): 1 - p} if p < 1 else {}
+    for a, e in itertools.product(range(n), range(1, most + 1)):
+        law[(a, e)] = p / (n * most)
     return law
 
 
-@pytest.mark.parametrize("p", [1.0, 0.4])
-def test_insertion_follows_its_stated_law(p):
+@pytest.mark.parametrize("p, n", [(1.0, 5), (0.4, 5), (0.4, 7), (0.7, 2)])
+def test_insertion_follows_its_stated_law(p, n):
     """Chi-square of the (insertion point, pad count) pairs of 40,000 widened rows against the exact
-    enumeration; with the record's ids distinct both are read back from the row (the span's content
-    stays in place: the row is the record with E pads before position s + k)."""
-    n = 5
+    enumeration (with the record's ids distinct both are read back from the row), and the same law
+    is `PadLaw.row_weight`'s closed form; no real token is ever cut or moved out of order."""
     row = torch.tensor([[*range(1, n + 1), *[PAD] * (L - n)]] * 40_000)
     out = insert_pads(row, PAD, p, M, torch.Generator().manual_seed(1))
     law = _exact_law(n, p)
@@ -53,22 +53,65 @@ def test_insertion_follows_its_stated_law(p):
     assert sum(obs) == len(seen)  # every row is one of the enumerated outcomes
     stat, df = chi2(obs, torch.tensor([law[k] for k in keys]))
     assert stat < chi2_critical(df), (stat, df)
-    for r in out.tolist():  # the record's ids keep their order; nothing but pads is added
-        assert [t for t in r if t != PAD] == list(range(1, n + 1))[: len([t for t in r if t != PAD])]
+    pad_law = PadLaw(p, M, L)
+    for (_, e), prob in law.items():
+        assert pad_law.row_weight(n, e) == pytest.approx(prob)
+    for r in out.tolist():
+        assert [t for t in r if t != PAD] == list(range(1, n + 1))
 
 
-def test_width_is_uniform_given_the_content_length():
-    """P(span width = B | k) = 1/(M + 1) for k <= B <= k + M: given the insertion point (s + k) the
-    pads after it are E ~ U{0..M}, whatever k. A full record of distinct ids shows both; the
-    chi-square is on the pad count given the point, against U{0..M} cut at L (exact enumeration)."""
-    gen = torch.Generator().manual_seed(2)
-    row = torch.tensor([[*range(1, L + 1)]] * 30_000)  # a full record: every insertion shows
-    out = insert_pads(row, PAD, 1.0, M, gen).tolist()
-    for at in range(1, L - M + 1):  # points where no pad is cut away
-        pads = [sum(1 for t in r if t == PAD) for r in out if r[at] == PAD and r[at - 1] == at]
-        counts = torch.tensor([float(pads.count(e)) for e in range(1, M + 1)])
-        stat, df = chi2(counts, torch.full((M,), 1 / M))  # E = 0 shows nothing: E | E > 0 is U{1..M}
-        assert stat < chi2_critical(df), (at, stat, df)
+def test_full_and_empty_rows_are_left_alone():
+    """r = L (no room) and r = 0 (no record) draw but never change: u(r) = 1 in the law."""
+    full = torch.arange(1, L + 1).repeat(50, 1)
+    empty = torch.full((50, L), PAD)
+    gen = torch.Generator().manual_seed(4)
+    assert torch.equal(insert_pads(full, PAD, 1.0, M, gen), full)
+    assert torch.equal(insert_pads(empty, PAD, 1.0, M, gen), empty)
+    assert PadLaw(1.0, M, L).row_weight(L, 0) == 1.0
+
+
+def _brute_fill_weight(law: PadLaw, layout: GapLayout, k: tuple[int, ...]) -> float:
+    """Z(k) by listing every arrangement (which slots of each gap hold its k_i tokens: C(B_i, k_i)
+    ways each) and weighing each row by its interior runs, counted from the pattern itself."""
+    t = len(layout.given)
+    choices = [itertools.combinations(range(a, b), n) for (a, b, _), n in zip(layout.gaps, k, strict=True)]
+    total = 0.0
+    for picks in itertools.product(*choices):
+        ones = [g and not i for g, i in zip(layout.given, layout.in_gap(), strict=True)]
+        for pick in picks:
+            for i in pick:
+                ones[i] = True
+        last = max((i for i in range(t) if ones[i]), default=-1)
+        runs = [len(m) for m in "".join("1" if o else "0" for o in ones[: last + 1]).split("1") if m]
+        if len(runs) <= 1:
+            total += law.row_weight(sum(ones), runs[0] if runs else 0)
+    return total
+
+
+_T, _F = True, False
+LAYOUTS = [  # (slots: real given or in a gap, pad tail; gaps): ma[0-6]a, [1-4]son, x[0-2]y[0-2]z, ab[0-3]
+    ((_T, _T, *[_T] * 6, _T, *[_F] * 7), ((2, 8, 0),)),
+    ((*[_T] * 4, _T, _T, _T, *[_F] * 9), ((0, 4, 1),)),
+    ((_T, _T, _T, _T, _T, _T, _T, *[_F] * 9), ((1, 3, 0), (4, 6, 0))),
+    ((_T, _T, _T, _T, _T, *[_F] * 11), ((2, 5, 0),)),
+]
+
+
+@pytest.mark.parametrize("given, gaps", LAYOUTS)
+def test_fill_weight_equals_the_sum_over_arrangements(given, gaps):
+    """`fill_weight`'s (start, length) listing against brute force over all C(B, k) arrangements,
+    for every allowed k, and `least_fill_weight` is the least positive of them."""
+    law = PadLaw(0.5, 6, 16)
+    layout = GapLayout(given, gaps)
+    ranges = [range(least, b - a + 1) for a, b, least in gaps]
+    weights = []
+    for k in itertools.product(*ranges):
+        z = fill_weight(law, layout, k)
+        assert z == pytest.approx(_brute_fill_weight(law, layout, k)), k
+        weights.append(z)
+    assert least_fill_weight(law, layout) == pytest.approx(min(w for w in weights if w > 0))
+    if len(gaps) == 2:  # both gaps short with a token after each: one insertion cannot show it
+        assert fill_weight(law, layout, (1, 1)) == 0.0
 
 
 def test_zero_probability_draws_nothing():

@@ -1,13 +1,20 @@
-"""`[MASK:A-B]` gaps (issue 17 item 2) against an exact oracle.
+"""`[MASK:A-B]` gaps (issue 17 items 2 and 5) against an exact oracle.
 
-The oracle's law p over {0, 1, 2}^3 (`oracle.joint_table`) is read as rows of letters a (0), b (1)
-and the pad (2), so it is a known law over sequences containing pads, as a model trained with
-pad insertion would have learnt one. A gap of B slots filled by the exact (first-hitting) sampler
-gives B tokens drawn from p's conditional; with its pads removed the fill is the letters in them,
-in order. Its law is computed here by enumeration of the cells of p consistent with the given
-tokens: P(fill = f) = sum of p over the cells whose gap letters are f, normalised, and for a
-lower bound A the same restricted to |f| >= A (rejection conditions on it exactly). Chi-square at
-alpha = 1e-3 (`oracle.chi2`, pooled below 5 expected)."""
+A data law over records (words of 1 to 3 letters a, b; `_data_law`) is pushed through the pad
+insertion scheme by enumerating its draws here, independently of `sedd_cli.pad_law`: a record of r
+letters stays as it is with probability 1 - p (1 when r = L), and otherwise gets E pads at point a
+with probability p / (r m), a in 0..r-1, E in 1..m, m = min(M, L - r). The result Q over
+{a, b, pad}^3 is exactly what a model trained with ``data.insert_pads = p`` learns, and the oracle
+(`AbsorbingOracle(Q)`) is that model, exact. Then:
+
+* with ``gap_law="data"`` (the default for such a model) the fills must follow the *data's*
+  conditional law: P(fills) proportional to P_data(the record they make), for fills of at least
+  A tokens;
+* with ``gap_law="model"`` they follow Q's own conditional: P(fills) proportional to the sum of Q
+  over the rows (arrangements of pads) that compact to them.
+
+Both are computed here by enumeration; chi-square at alpha = 1e-3 (`oracle.chi2`, pooled below 5
+expected), on the fills and on their lengths."""
 
 from __future__ import annotations
 
@@ -23,9 +30,9 @@ from sedd_cli.graph import Absorbing
 from sedd_cli.noise import LogLinearNoise
 from sedd_cli.sampling import infill
 
-from .oracle import AbsorbingOracle, L, V, chi2, chi2_critical, joint_table
+from .oracle import AbsorbingOracle, L, V, chi2, chi2_critical
 
-PAD, LETTERS = 2, "ab"
+PAD, LETTERS, M, P_INSERT = 2, "ab", 2, 0.6
 N = 3000
 
 
@@ -43,58 +50,95 @@ class _Tok:
         )
 
 
-def _oracle(insert_pads: float = 0.5):
+def _data_law() -> dict[str, float]:
+    """An arbitrary positive law over the records of 1 to 3 letters."""
+    words = ["".join(w) for n in range(1, L + 1) for w in itertools.product(LETTERS, repeat=n)]
+    weights = [1.0 + (7 * len(w) + 3 * w.count("a") + 5 * (w[0] == "b")) % 6 for w in words]
+    total = sum(weights)
+    return {w: x / total for w, x in zip(words, weights, strict=True)}
+
+
+def _inserted_law(p: float) -> torch.Tensor:
+    """Q[row] over {a, b, pad}^3: the data law through the scheme's draws (see the module doc)."""
+    q = torch.zeros(V, V, V, dtype=torch.float64)
+    for word, prob in _data_law().items():
+        rec = [LETTERS.index(c) for c in word]
+        r, most = len(rec), min(M, L - len(rec))
+        q[tuple(rec + [PAD] * (L - r))] += prob * (1 - p if most > 0 else 1.0)
+        for a, e in itertools.product(range(r), range(1, most + 1)):
+            q[tuple((rec[:a] + [PAD] * e + rec[a:] + [PAD] * L)[:L])] += prob * p / (r * most)
+    return q.clamp_min(1e-12) / q.clamp_min(1e-12).sum()  # the empty row has no mass
+
+
+def _oracle(insert_pads: float = P_INSERT, q: torch.Tensor | None = None):
     cfg = load_preset("tiny")
     cfg.model.length = L
-    cfg.data.insert_pads = insert_pads
+    cfg.data.layout = "pad"
+    cfg.data.insert_pads, cfg.data.insert_pads_max = insert_pads, M
     return SimpleNamespace(
-        model=AbsorbingOracle(joint_table()), graph=Absorbing(V), noise=LogLinearNoise(1e-3),
-        tokenizer=_Tok(), config=cfg, source="oracle", device=torch.device("cpu"),
+        model=AbsorbingOracle(_inserted_law(P_INSERT) if q is None else q), graph=Absorbing(V),
+        noise=LogLinearNoise(1e-3), tokenizer=_Tok(), config=cfg, source="oracle",
+        device=torch.device("cpu"),
     )  # fmt: skip
 
 
-def _exact(
-    template_cells: list[int | None], gaps: list[tuple[int, int]], least: int
-) -> dict[tuple[str, ...], float]:
-    """P(the gaps' fills) by enumeration of p's cells that agree with the given ids."""
-    p = joint_table()
-    law: dict[tuple[str, ...], float] = {}
+def _fills_of(row: tuple[int, ...], gaps: list[tuple[int, int]]) -> tuple[str, ...]:
+    return tuple("".join(LETTERS[c] for c in row[a:b] if c != PAD) for a, b in gaps)
+
+
+def _exact(template_cells: list[int | None], gaps: list[tuple[int, int]], least: int, law: str):
+    """P(the gaps' fills): by the data law of the records they make ("data"), or by Q summed over
+    the rows that agree with the given ids ("model"); fills below `least` excluded."""
+    q = _inserted_law(P_INSERT)
+    data = _data_law()
+    out: dict[tuple[str, ...], float] = {}
     for cell in itertools.product(range(V), repeat=L):
         if any(t is not None and t != c for t, c in zip(template_cells, cell, strict=True)):
             continue
-        fills = tuple("".join(LETTERS[c] for c in cell[a:b] if c != PAD) for a, b in gaps)
+        fills = _fills_of(cell, gaps)
         if min(len(f) for f in fills) < least:
             continue
-        law[fills] = law.get(fills, 0.0) + float(p[cell])
-    total = sum(law.values())
-    return {k: v / total for k, v in law.items()}
+        record = "".join(LETTERS[c] for c in cell if c != PAD)
+        if law == "model":
+            out[fills] = out.get(fills, 0.0) + float(q[cell])
+        elif record:
+            out[fills] = data[record]  # every arrangement of the same fills gives the same record
+    total = sum(out.values())
+    return {k: v / total for k, v in out.items()}
 
 
 CASES = [  # template, its cells (None = free), its gaps, A
     ("[MASK:0-2]a", [None, None, 0], [(0, 2)], 0),
     ("[MASK:1-2]a", [None, None, 0], [(0, 2)], 1),
     ("[MASK:0-1]b[MASK:0-1]", [None, 1, None], [(0, 1), (2, 3)], 0),
+    ("a[MASK:0-2]", [0, None, None], [(1, 3)], 0),
 ]
 
 
+@pytest.mark.parametrize("law", ["data", "model"])
 @pytest.mark.parametrize("template, cells, gaps, least", CASES, ids=[c[0] for c in CASES])
-def test_fills_follow_the_exact_conditional(template, cells, gaps, least):
+def test_fills_follow_the_exact_conditional(template, cells, gaps, least, law):
     """The fills (contents, hence lengths) against the enumerated law; given tokens kept; no pad or
     mask in any text or fill; each fill's length in [A, B] and equal to its text's."""
-    res = infill(_oracle(), template=template, predictor="first-hitting", num_samples=N, batch_size=N, seed=1)
-    law = _exact(cells, gaps, least)
-    keys = sorted(law)
+    res = infill(
+        _oracle(), template=template, predictor="first-hitting", num_samples=N, batch_size=N, seed=1,
+        gap_law=law,
+    )  # fmt: skip
+    exact = _exact(cells, gaps, least, law)
+    keys = sorted(exact)
     seen = [tuple(text for text, filled in segs if filled) for segs in res.segments]
-    assert all(s in law for s in seen)  # nothing outside the law's support (e.g. below A)
+    assert all(s in exact for s in seen)  # nothing outside the law's support (e.g. below A)
     obs = torch.tensor([float(seen.count(k)) for k in keys])
-    stat, df = chi2(obs, torch.tensor([law[k] for k in keys]))
+    stat, df = chi2(obs, torch.tensor([exact[k] for k in keys]))
     assert stat < chi2_critical(max(df, 1)), (stat, df, dict(zip(keys, obs.tolist(), strict=True)))
-    lengths = torch.tensor([[len(f) for f in s] for s in seen]).flatten()
-    by_len = {n: sum(v for k, v in law.items() for f in k if len(f) == n) for n in range(3)}
-    sizes = [n for n in range(3) if by_len[n] > 0]
-    obs_len = torch.tensor([float((lengths == n).sum()) for n in sizes])
-    assert obs_len.sum() == lengths.numel()
-    stat, df = chi2(obs_len, torch.tensor([by_len[n] / len(gaps) for n in sizes]))
+    lengths = [tuple(len(f) for f in s) for s in seen]
+    by_len: dict[tuple[int, ...], float] = {}
+    for k, v in exact.items():
+        by_len[tuple(len(f) for f in k)] = by_len.get(tuple(len(f) for f in k), 0.0) + v
+    sizes = sorted(by_len)
+    obs_len = torch.tensor([float(lengths.count(n)) for n in sizes])
+    assert obs_len.sum() == len(lengths)
+    stat, df = chi2(obs_len, torch.tensor([by_len[n] for n in sizes]))
     assert stat < chi2_critical(max(df, 1))
     given = [c for c in cells if c is not None]
     for segs, ids, n, text in zip(res.segments, res.ids.tolist(), res.fill_lengths, res.texts, strict=True):
@@ -103,8 +147,22 @@ def test_fills_follow_the_exact_conditional(template, cells, gaps, least):
         assert all(least <= k <= b - a for k, (a, b) in zip(n, gaps, strict=True))
         assert "·" not in text and "[MASK]" not in text and V not in ids
         assert ids[: len(text)] == [LETTERS.index(c) for c in text]  # pads only after the text
-    if least:
-        assert res.rounds > 1  # p gives an empty fill some mass: some samples were drawn again
+    if least or law == "data":
+        assert res.rounds > 1  # some samples were dropped and drawn again
+
+
+def test_the_data_law_differs_from_the_models():
+    """The correction matters here: the two enumerated laws of `[MASK:0-2]a` are far apart (so the
+    chi-squares above tell them apart at N = 3000)."""
+    data, model = (_exact([None, None, 0], [(0, 2)], 0, law) for law in ("data", "model"))
+    assert 0.5 * sum(abs(data[k] - model.get(k, 0.0)) for k in data) > 0.15
+
+
+def test_gap_option_is_the_template():
+    """``--prefix P --suffix S --gap A-B`` is the template ``P[MASK:A-B]S``: the same draws."""
+    a = infill(_oracle(), template="[MASK:0-2]a", predictor="first-hitting", num_samples=50, seed=5)
+    b = infill(_oracle(), suffix="a", gap="0-2", predictor="first-hitting", num_samples=50, seed=5)
+    assert torch.equal(a.ids, b.ids) and a.fill_lengths == b.fill_lengths and a.rounds == b.rounds
 
 
 @pytest.mark.parametrize("predictor", ["euler", "analytic", "none", "first-hitting"])
@@ -124,13 +182,12 @@ def test_fixed_masks_keep_their_meaning():
     assert all(row[2] == 0 for row in res.ids.tolist())
 
 
-def test_rejection_gives_up_with_one_line(monkeypatch):
-    """A bound the law cannot meet (p made to put all mass on empty fills) fails after the rounds."""
-    p = torch.zeros(V, V, V)
-    p[PAD, PAD, 0] = 1.0
-    pre = _oracle()
-    pre.model = AbsorbingOracle(p.clamp_min(1e-30) / p.clamp_min(1e-30).sum())
-    with pytest.raises(SeddError, match="rounds, .* samples still fill a gap below"):
+def test_rejection_gives_up_with_one_line():
+    """A bound the law cannot meet (Q made to put all mass on empty fills) fails after the rounds."""
+    q = torch.zeros(V, V, V, dtype=torch.float64)
+    q[PAD, PAD, 0] = 1.0
+    pre = _oracle(q=q.clamp_min(1e-30) / q.clamp_min(1e-30).sum())
+    with pytest.raises(SeddError, match="after 20 rounds, 4 of 4 samples are still missing"):
         infill(pre, template="[MASK:1-2]a", predictor="first-hitting", num_samples=4, seed=0)
 
 
@@ -143,3 +200,25 @@ def test_untrained_model_refused_unless_forced():
     pre.config.data.layout = "pack"
     with pytest.raises(SeddError, match="needs a pad-layout model trained with data.insert_pads"):
         infill(pre, template="[MASK:0-2]a", predictor="first-hitting", num_samples=2)
+    with pytest.raises(SeddError, match="--gap-law data needs a model trained with data.insert_pads"):
+        infill(_oracle(0.0), template="[MASK:0-2]a", num_samples=2, force=True, gap_law="data")
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"suffix": "a", "gap": "2-1"}, r"\[MASK:2-1\] \(--gap\): A is more than B"),
+        ({"suffix": "a", "gap": "0-0"}, r"needs B of at least 1"),
+        ({"suffix": "a", "gap": "x"}, r"--gap 'x': write the gap as A-B"),
+        ({"suffix": "a", "gap": "0-9"}, r"more slots than the model's length"),
+        ({"gap": "0-2"}, r"--gap A-B goes with --prefix and/or --suffix"),
+        ({"template": "[MASK]a", "gap": "0-2"}, r"--gap A-B goes with --prefix and/or --suffix"),
+        (
+            {"template": "[MASK:0-2]a", "gap_law": "exact"},
+            r"--gap-law 'exact': choose data \(the data's law\) or model",
+        ),
+    ],
+)
+def test_bad_gap_requests(kwargs, message):
+    with pytest.raises(SeddError, match=message):
+        infill(_oracle(), predictor="first-hitting", num_samples=2, **kwargs)

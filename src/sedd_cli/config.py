@@ -51,7 +51,7 @@ __all__ = [
     "drop_none",
 ]
 
-PRESETS = ("tiny", "names", "small", "medium")
+PRESETS = ("tiny", "names", "names-infill", "small", "medium")
 LOSSES = ("dse", "t-dce", "lambda-dce")  # train.loss; the objectives live in losses.py
 
 
@@ -517,7 +517,7 @@ def _copy(cfg: Config) -> Config:
 
 
 def load_preset(name: str) -> Config:
-    """The shipped preset `name` (tiny, names, small, medium)."""
+    """The shipped preset `name` (tiny, names, names-infill, small, medium)."""
     if name not in PRESETS:
         close = difflib.get_close_matches(name, PRESETS, n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""

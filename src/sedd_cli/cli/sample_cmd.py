@@ -32,6 +32,8 @@ _INFILL_EXAMPLES = (
     'sedd infill --prefix "ja" --length 6 --json',
     'sedd infill "ma[MASK:4]" -n 8 --temperature 0.7',
     'sedd infill "ma[MASK:4]" -n 8 --predictor first-hitting',
+    'sedd infill "ma[MASK:0-6]a" -m runs/names-infill-RUN -n 8   # the model picks the length',
+    'sedd infill --prefix "j" --suffix "n" --gap 1-6 -m runs/names-infill-RUN --json',
 )
 
 ModelArg = Annotated[
@@ -122,6 +124,24 @@ InfillForceOpt = Annotated[
         "--force",
         help="Overwrite an existing --out / --save-frames file, and try a [MASK:A-B] gap on a model "
         "not trained with data.insert_pads.",
+    ),
+]
+GapOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gap",
+        help="A-B: a gap of A to B tokens between --prefix and --suffix (the suffix right after it); "
+        "needs a model trained with data.insert_pads.",
+        show_default=False,
+    ),
+]
+GapLawOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--gap-law",
+        help="Law of [MASK:A-B] fills: data (the data's, by rejection; default for models trained with "
+        "pad insertion) or model (the sampler's own).",
+        show_default=False,
     ),
 ]
 KeepEosOpt = Annotated[
@@ -292,12 +312,16 @@ def infill_command(
     template: Annotated[
         str | None,
         typer.Argument(
-            help="Text with [MASK] (one token to fill) or [MASK:N] (N tokens); '-' reads stdin.",
+            help="Text with [MASK] (one token to fill), [MASK:N] (N tokens) or [MASK:A-B] (A to B "
+            "tokens); '-' reads stdin.",
             show_default=False,
         ),
     ] = None,
     prefix: Annotated[str | None, typer.Option("--prefix", help="Given text at the start.")] = None,
-    suffix: Annotated[str | None, typer.Option("--suffix", help="Given text at the end of --length.")] = None,
+    suffix: Annotated[
+        str | None, typer.Option("--suffix", help="Given text at the end of --length (right after --gap).")
+    ] = None,
+    gap: GapOpt = None,
     model: Annotated[
         str | None,
         typer.Option("--model", "-m", help="Run directory, checkpoint, model folder or pretrained id."),
@@ -321,6 +345,7 @@ def infill_command(
     save_frames: FramesOpt = None,
     out: OutOpt = None,
     force: InfillForceOpt = False,
+    gap_law: GapLawOpt = None,
     keep_eos: KeepEosOpt = False,
     json_out: JsonOpt = False,
 ) -> None:
@@ -332,7 +357,7 @@ def infill_command(
         template = read_text_arg(template)
     from ..sampling.checks import check_infill_request
 
-    check_infill_request(template, prefix, suffix)
+    check_infill_request(template, prefix, suffix, gap)
     from ..display import infill_plain, infill_text
     from ..sampling import infill
 
@@ -359,6 +384,8 @@ def infill_command(
             keep_eos=keep_eos,
             on_step=watch if (show_intermediate or save_frames) else None,
             force=force,
+            gap=gap,
+            gap_law=gap_law,
         )
     plain = [infill_plain(s) for s in result.segments]
     if out is not None:

@@ -58,7 +58,8 @@ def train_command(
         ),
     ] = None,
     model: Annotated[
-        str | None, typer.Option("--model", help="Preset: tiny | names | small | medium (default names).")
+        str | None,
+        typer.Option("--model", help="Preset: tiny | names | names-infill | small | medium (default names)."),
     ] = None,
     config: ConfigOpt = None,
     set_: SetOpt = None,

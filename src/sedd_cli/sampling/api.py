@@ -27,13 +27,14 @@ from .checks import (
 )
 from .decoding import decode_samples, infill_segments
 from .driver import StepEvent, generate
-from .gaps import compact, fill_lengths, short
+from .gaps import Acceptance, compact, fill_lengths
 from .network import NetworkCalls
 from .predictors import check_predictor
 from .results import InfillResult, SampleResult
-from .templates import Gap, check_variable_gaps, fixed_ids, is_pad_layout, pad_tail, slots
+from .templates import check_variable_gaps, fixed_ids, gap_law_for, gap_layout, is_pad_layout, pad_tail, slots
 
-MAX_ROUNDS = 20  # rounds of re-sampling the fills shorter than a [MASK:A-B] gap's A
+MAX_ROUNDS = 20  # rounds of drawing [MASK:A-B] fills until enough are kept (a bound A, the data's law)
+MAX_OVERDRAW = 32  # a round draws at most this many samples per sample still missing
 
 
 @dataclass
@@ -211,6 +212,8 @@ def infill(
     tokens_per_step: int | None = None,
     cache: bool = True,
     force: bool = False,
+    gap: str | None = None,
+    gap_law: str | None = None,
 ) -> InfillResult:
     """Fill the masked positions of a template, or the gap between a prefix and a suffix.
 
@@ -222,8 +225,12 @@ def infill(
     (the projector), so they never change. Other options as in `sample`.
 
     ``[MASK:A-B]`` (pad-layout models trained with ``data.insert_pads``; `force` tries any model)
-    is B slots whose pads are removed after sampling, so the fill has 0 to B tokens; samples with
-    a fill shorter than A are drawn again, at most `MAX_ROUNDS` rounds, then a SeddError.
+    is B slots whose pads are removed after sampling, so the fill has 0 to B tokens. `gap` ("A-B")
+    puts such a gap between `prefix` and `suffix`, the suffix right after it. Drawn samples are
+    kept by rejection (`gaps.Acceptance`): never with a fill below A, and with `gap_law="data"`
+    (the default for a model trained with pad insertion) with the probability that gives the
+    fills the data's law (`sedd_cli.pad_law`); `"model"` keeps the sampler's own law. Samples are
+    drawn in rounds until `num_samples` are kept, at most `MAX_ROUNDS`, then a SeddError.
     """
     pre = _load(source, device)
     opts = _resolve(
@@ -232,17 +239,20 @@ def infill(
         top_p=top_p, tokens_per_step=tokens_per_step,
     )  # fmt: skip
     try:
-        row, length, gaps = slots(pre, template, prefix, suffix, length)
+        row, length, gaps = slots(pre, template, prefix, suffix, length, gap)
     except UnencodableText as exc:  # say which model's vocabulary it was
         raise UnencodableText(f"model {pre.source}: {exc}") from None
     check_variable_gaps(pre, gaps, force)
+    law = gap_law_for(pre, gaps, gap_law)
     check_run(opts.steps, opts.num_samples, opts.batch_size, length, pre.config.model.length)
     check_precision(opts.precision)
     run_length, fixed = fixed_ids(pre, row, length)
-    ids, wall, calls, rounds = _draw_fills(pre, opts, run_length, fixed, on_step, gaps)
+    pad_id = pre.tokenizer.pad_id if gaps else None
+    layout = gap_layout(fixed.tolist(), gaps, pad_id)
+    accept = Acceptance(gaps, pad_id, law, layout)
+    ids, wall, calls, rounds = _draw_fills(pre, opts, run_length, fixed, on_step, accept)
     ids = ids[:, :length]
     free = [s is None for s in row]
-    pad_id = pre.tokenizer.pad_id if gaps else None
     ids, filled = compact(ids, free, gaps, pad_id)
     segments = infill_segments(
         ids, pre.tokenizer, [], pad_layout=is_pad_layout(pre), keep_eos=keep_eos, row_spans=filled
@@ -256,27 +266,32 @@ def infill(
 
 
 def _draw_fills(
-    pre: Any, opts: _Settings, run_length: int, fixed: torch.Tensor, on_step: Any, gaps: list[Gap]
+    pre: Any, opts: _Settings, run_length: int, fixed: torch.Tensor, on_step: Any, accept: Acceptance
 ) -> tuple[torch.Tensor, float, NetworkCalls, int]:
-    """(ids ``[num_samples, run_length]``, wall seconds, calls, rounds): `_run_batches`, then the
-    samples with a gap filled below its A drawn again from the same generator, at most
-    `MAX_ROUNDS` rounds (rejection: the kept samples follow the sampler's law given every A)."""
+    """(ids ``[num_samples, run_length]``, wall seconds, calls, rounds): `_run_batches`; with gaps
+    that can reject, rounds of samples each kept with its `accept` probability (a uniform from
+    the same generator, so a seed fixes the result) until `num_samples` are kept. A round draws
+    the missing count divided by the share kept so far, at most `MAX_OVERDRAW` times it."""
     gen = torch.Generator(device=pre.device).manual_seed(int(opts.seed))
-    ids, wall, calls = _run_batches(pre, opts, run_length, fixed, on_step, gen)
-    pad_id = pre.tokenizer.pad_id
-    if not any(g.least > 0 for g in gaps) or pad_id is None:
+    if not accept.rejects:
+        ids, wall, calls = _run_batches(pre, opts, run_length, fixed, on_step, gen)
         return ids, wall, calls, 1
+    kept, need, drawn, n_kept = [], opts.num_samples, 0, 0
+    wall, calls = 0.0, NetworkCalls()
     for rounds in range(1, MAX_ROUNDS + 1):
-        bad = torch.nonzero(short(ids, gaps, pad_id)).flatten()
-        if bad.numel() == 0:
-            return ids, wall, calls, rounds
-        if rounds == MAX_ROUNDS:
-            break
-        more, w, c = _run_batches(pre, opts, run_length, fixed, on_step, gen, count=bad.numel())
-        ids[bad] = more
+        share = max(n_kept / drawn, 1 / MAX_OVERDRAW) if drawn else 1.0
+        count = min(-(-need // share) if drawn else need, MAX_OVERDRAW * need)
+        ids, w, c = _run_batches(pre, opts, run_length, fixed, on_step, gen, count=int(count))
         wall, calls = wall + w, NetworkCalls(max(calls.nfe, c.nfe), calls.rows + c.rows)
-    least = max(gaps, key=lambda g: g.least)
+        u = torch.rand(ids.shape[0], generator=gen, device=pre.device, dtype=torch.float64).cpu()
+        good = ids[u < accept(ids)][:need]
+        kept.append(good)
+        drawn, n_kept, need = drawn + ids.shape[0], n_kept + good.shape[0], need - good.shape[0]
+        if need == 0:
+            return torch.cat(kept), wall, calls, rounds
     raise SeddError(
-        f"after {MAX_ROUNDS} rounds, {bad.numel()} of {ids.shape[0]} samples still fill a gap below its "
-        f"least count (e.g. {least.text}): lower A, or train longer with data.insert_pads"
+        f"after {MAX_ROUNDS} rounds, {need} of {opts.num_samples} samples are still missing: only "
+        f"{n_kept / drawn:.2%} of the {drawn:,} drawn fills were kept (a fill below its gap's A, "
+        f"e.g. {min(accept.gaps, key=lambda g: -g.least).text}, never is): lower A, ask for fewer "
+        "samples, use --gap-law model, or train longer with data.insert_pads"
     )

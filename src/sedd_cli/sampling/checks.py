@@ -98,8 +98,13 @@ def check_outputs(out: Path | None, frames: Path | None, force: bool) -> None:
         raise SeddError("--out and --save-frames name the same file: give two names")
 
 
-def check_infill_request(template: str | None, prefix: str | None, suffix: str | None) -> None:
-    """Infill needs a template, or a prefix and/or a suffix, not both kinds."""
+def check_infill_request(
+    template: str | None, prefix: str | None, suffix: str | None, gap: str | None = None
+) -> None:
+    """Infill needs a template, or a prefix and/or a suffix (with `gap`, the gap between them), not
+    both kinds."""
+    if gap is not None and (template is not None or not (prefix or suffix)):
+        raise SeddError("--gap A-B goes with --prefix and/or --suffix (not a TEMPLATE): give them")
     if template is not None and (prefix or suffix):
         raise SeddError("give either a TEMPLATE or --prefix/--suffix, not both")
     if template is None and not prefix and not suffix:

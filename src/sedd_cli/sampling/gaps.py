@@ -1,17 +1,20 @@
-"""After sampling a template with ``[MASK:A-B]`` gaps: which samples are too short, and the rows with
-the pads inside each gap removed.
+"""After sampling a template with ``[MASK:A-B]`` gaps: which samples to keep, and the rows with the
+pads inside each gap removed.
 
 A gap of B slots comes back holding real tokens and pads in any order; its fill is its real tokens,
-in order (0 to B of them). `short` marks the samples with a fill below its gap's A, which
-`api.infill` draws again (rejection: the kept samples follow the sampler's law conditioned on every
-fill having at least A tokens). `compact` moves the later tokens left over the removed pads and
-pads the row's end, so a pad-layout row reads as the model's training rows do.
+in order (0 to B of them). `keep_probability` gives each drawn sample the probability with which
+`api.infill` keeps it (rejection sampling): 0 for a fill below its gap's A; with the data's law
+(`gap_law="data"`), c / Z(k) for fills of k_i tokens, which turns the law a model trained with pad
+insertion draws, P_data(R_f) Z(k), into P_data(R_f) (`sedd_cli.pad_law`); with the model's law, 1.
+`compact` moves the later tokens left over the removed pads and pads the row's end, so a
+pad-layout row reads as the model's training rows do.
 """
 
 from __future__ import annotations
 
 import torch
 
+from ..pad_law import GapLayout, PadLaw, fill_weight, least_fill_weight
 from .templates import Gap, spans
 
 
@@ -26,10 +29,34 @@ def gap_lengths(ids: torch.Tensor, gaps: list[Gap], pad_id: int | None) -> torch
     return torch.stack(cols, 1)
 
 
-def short(ids: torch.Tensor, gaps: list[Gap], pad_id: int | None) -> torch.Tensor:
-    """``[N]`` bool: the samples with some gap filled with fewer than its A tokens."""
-    least = torch.tensor([g.least for g in gaps])
-    return (gap_lengths(ids, gaps, pad_id) < least).any(1)
+class Acceptance:
+    """Each drawn sample's probability of being kept: 0 below a gap's A, else c / Z(k) under
+    `law` (the data's law of the fills) or 1 without one (the model's law)."""
+
+    def __init__(self, gaps: list[Gap], pad_id: int | None, law: PadLaw | None, layout: GapLayout):
+        self.gaps, self.pad_id, self.law, self.layout = gaps, pad_id, law, layout
+        self.least = least_fill_weight(law, layout) if law is not None else None
+        self._z: dict[tuple[int, ...], float] = {}
+
+    @property
+    def rejects(self) -> bool:
+        """Whether any sample can be dropped (a lower bound A, or the data's law to restore)."""
+        return self.pad_id is not None and (self.law is not None or any(g.least > 0 for g in self.gaps))
+
+    def __call__(self, ids: torch.Tensor) -> torch.Tensor:
+        """``[N]`` float64 keep probabilities of the samples `ids` ``[N, length]``."""
+        lengths = gap_lengths(ids, self.gaps, self.pad_id).tolist()  # [N][G]
+        return torch.tensor([self._one(tuple(k)) for k in lengths], dtype=torch.float64)
+
+    def _one(self, k: tuple[int, ...]) -> float:
+        if any(n < g.least for n, g in zip(k, self.gaps, strict=True)):
+            return 0.0
+        if self.law is None or self.least is None:
+            return 1.0
+        if k not in self._z:
+            self._z[k] = fill_weight(self.law, self.layout, k)
+        z = self._z[k]
+        return min(1.0, self.least / z) if z > 0 else 0.0
 
 
 def compact(

@@ -21,6 +21,7 @@ from typing import Any
 import torch
 
 from ..errors import SeddError
+from ..pad_law import GapLayout, PadLaw
 from .checks import MAX_SAMPLES, check_infill_request, check_length
 
 _MASK_RE = re.compile(r"\[MASK(?::(\d+)(?:-(\d+))?)?\]")
@@ -84,7 +85,7 @@ def parse_gaps(
     return out, gaps
 
 
-def _mask_count(m: re.Match, limit: int) -> tuple[int, int, bool]:
+def _mask_count(m: re.Match, limit: int, where: str = "in the template") -> tuple[int, int, bool]:
     """(least tokens, slots, variable) of one mask: ``[MASK]`` (1, 1), ``[MASK:N]`` (N, N),
     ``[MASK:A-B]`` (A, B, True); a count with too many digits reads as limit + 1."""
 
@@ -97,15 +98,14 @@ def _mask_count(m: re.Match, limit: int) -> tuple[int, int, bool]:
     if second is None:
         k = count(first)
         if k < 1:
-            raise SeddError(f"{m.group(0)} in the template: a mask needs a count of at least 1")
+            raise SeddError(f"{m.group(0)} {where}: a mask needs a count of at least 1")
         return k, k, False
     least, most = count(first), count(second)
     if most < 1:
-        raise SeddError(f"{m.group(0)} in the template: a gap of A to B tokens needs B of at least 1")
+        raise SeddError(f"{m.group(0)} {where}: a gap of A to B tokens needs B of at least 1")
     if least > most:
         raise SeddError(
-            f"{m.group(0)[:40]} in the template: A is more than B in [MASK:A-B]; "
-            "write the fewest tokens first"
+            f"{m.group(0)[:40]} {where}: A is more than B in [MASK:A-B]; write the fewest tokens first"
         )
     return least, most, True
 
@@ -138,14 +138,51 @@ def spans(free: Sequence[bool]) -> list[tuple[int, int]]:
 
 
 def slots(
-    pre: Any, template: str | None, prefix: str | None, suffix: str | None, length: int | None
+    pre: Any,
+    template: str | None,
+    prefix: str | None,
+    suffix: str | None,
+    length: int | None,
+    gap: str | None = None,
 ) -> tuple[list[int | None], int, list[Gap]]:
     """(the row's token ids with None at the positions to fill, the row length, the template's
-    ``[MASK:A-B]`` gaps) for a template or a prefix/suffix pair, checked against the model's length."""
-    check_infill_request(template, prefix, suffix)
+    ``[MASK:A-B]`` gaps) for a template, a prefix/suffix pair, or a prefix, a gap of `gap` ("A-B")
+    tokens and the suffix right after it; checked against the model's length."""
+    check_infill_request(template, prefix, suffix, gap)
     if template is not None:
-        return _template_slots(pre, template, length)
+        return _with_tail(pre, *parse_gaps(template, pre.tokenizer, pre.config.model.length), length)
+    if gap is not None:
+        return _gap_slots(pre, prefix, suffix, gap, length)
     return (*_prefix_suffix_slots(pre, prefix, suffix, length), [])
+
+
+def parse_gap(spec: str, limit: int) -> tuple[int, int]:
+    """(A, B) of ``--gap A-B``, with the template's rules for ``[MASK:A-B]``."""
+    m = _MASK_RE.fullmatch(f"[MASK:{spec.strip()}]")
+    if m is None or m.group(2) is None:
+        raise SeddError(f"--gap {spec!r}: write the gap as A-B (between A and B tokens), e.g. --gap 0-6")
+    least, most, _ = _mask_count(m, limit, where="(--gap)")
+    if most > limit:
+        raise SeddError(f"--gap {spec}: more slots than the model's length {limit:,}; ask for fewer")
+    return least, most
+
+
+def _gap_slots(
+    pre: Any, prefix: str | None, suffix: str | None, gap: str, length: int | None
+) -> tuple[list[int | None], int, list[Gap]]:
+    least, most = parse_gap(gap, pre.config.model.length)
+    pre_ids = pre.tokenizer.encode(prefix or "")
+    suf_ids = pre.tokenizer.encode(suffix or "")
+    row = [*pre_ids, *([None] * most), *suf_ids]
+    return _with_tail(pre, row, [Gap(len(pre_ids), len(pre_ids) + most, least, f"--gap {gap}")], length)
+
+
+def gap_layout(row: Sequence[int | None], gaps: Sequence[Gap], pad_id: int | None) -> GapLayout:
+    """The template as `pad_law` sees it: real slots (given tokens and fixed ``[MASK:N]`` slots),
+    pad slots (the tail) and the variable gaps."""
+    return GapLayout(
+        tuple(s is None or s != pad_id for s in row), tuple((g.start, g.end, g.least) for g in gaps)
+    )
 
 
 def check_variable_gaps(pre: Any, gaps: list[Gap], force: bool) -> None:
@@ -166,11 +203,35 @@ def check_variable_gaps(pre: Any, gaps: list[Gap], force: bool) -> None:
         )
 
 
-def _template_slots(pre: Any, template: str, length: int | None) -> tuple[list[int | None], int, list[Gap]]:
+GAP_LAWS = ("data", "model")
+
+
+def gap_law_for(pre: Any, gaps: list[Gap], gap_law: str | None) -> PadLaw | None:
+    """The pad-insertion law to divide out of the fills (`gap_law` "data", the default for a model
+    trained with ``data.insert_pads``), or None for the sampler's own law ("model", the default
+    otherwise, e.g. a model tried with --force)."""
+    trained = is_pad_layout(pre) and getattr(pre.config.data, "insert_pads", 0.0) > 0
+    if gap_law is not None and gap_law not in GAP_LAWS:
+        raise SeddError(f"--gap-law {gap_law!r}: choose data (the data's law) or model (the sampler's own)")
+    if not gaps or gap_law == "model" or (gap_law is None and not trained):
+        return None
+    if not trained:
+        raise SeddError(
+            "--gap-law data needs a model trained with data.insert_pads (its law is what is divided "
+            "out): use --gap-law model, or train with --set data.insert_pads=0.5"
+        )
+    data = pre.config.data
+    return PadLaw(float(data.insert_pads), int(data.insert_pads_max), int(pre.config.model.length))
+
+
+def _with_tail(
+    pre: Any, row: list[int | None], gaps: list[Gap], length: int | None
+) -> tuple[list[int | None], int, list[Gap]]:
+    """The template's row made `length` long (default: its own length, or the model's for a
+    pad-layout model, whose tail is pads as in training)."""
     max_len = pre.config.model.length
     if length is not None:
         check_length(length, max_len)
-    row, gaps = parse_gaps(template, pre.tokenizer, max_tokens=max_len)
     if length is None:
         length = len(row) if not is_pad_layout(pre) else max_len
     if len(row) > length:
