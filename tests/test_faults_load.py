@@ -458,6 +458,17 @@ def test_convert_refuses_out_overlapping_the_source(runs, source, out, how, forc
     assert folder_hash(runs) == before
 
 
+def test_model_folder_converts_beside_itself(runs, tmp_path):
+    """A model folder (meta.json + weights, as `sedd convert` writes) is not a run's checkpoint:
+    converting models/a to models/b is allowed. (The run around a checkpoint was once taken to be
+    the folder two levels up of any model folder, so this was refused as inside the source.)"""
+    models = tmp_path / "models"
+    assert invoke("convert", str(runs / "tiny"), str(models / "a")).exit_code == 0
+    r = invoke("convert", str(models / "a"), str(models / "b"))
+    assert r.exit_code == 0, r.stderr
+    assert (models / "b" / "meta.json").is_file()
+
+
 def test_convert_refuses_through_links(runs, tmp_path):
     """Links resolved on both sides: a link to the run as SRC, a link to the run (or to runs/)
     as OUT, and OUT under a linked folder."""

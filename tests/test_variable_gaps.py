@@ -222,3 +222,31 @@ def test_untrained_model_refused_unless_forced():
 def test_bad_gap_requests(kwargs, message):
     with pytest.raises(SeddError, match=message):
         infill(_oracle(), predictor="first-hitting", num_samples=2, **kwargs)
+
+
+def test_pad_id_and_insertion_survive_save_load_and_convert(tmp_path):
+    """A model trained with insertion, saved as a folder and converted again with `sedd convert`,
+    keeps its pad id and its insertion settings (the law `--gap-law data` divides out), so a
+    variable gap is served without --force and gives the same draws from either copy."""
+    from typer.testing import CliRunner
+
+    from sedd_cli.checkpoints import build_components, load_pretrained, save_model_dir
+    from sedd_cli.cli import app
+    from sedd_cli.tokenizers import get_tokenizer
+
+    torch.manual_seed(0)
+    cfg = load_preset("tiny")
+    cfg.data.insert_pads, cfg.data.insert_pads_max = 0.4, 5
+    tok = get_tokenizer("char", ["abc"])
+    cfg.model.vocab_size = tok.vocab_size
+    model, _, _ = build_components(cfg, tok.vocab_size)
+    save_model_dir(tmp_path / "a", model.state_dict(), cfg, tok, {"step": 0})
+    r = CliRunner().invoke(app, ["convert", str(tmp_path / "a"), str(tmp_path / "b")])
+    assert r.exit_code == 0, r.output
+    runs = []
+    for folder in ("a", "b"):
+        pre = load_pretrained(str(tmp_path / folder), "cpu")
+        assert pre.tokenizer.pad_id == tok.pad_id is not None
+        assert (pre.config.data.insert_pads, pre.config.data.insert_pads_max) == (0.4, 5)
+        runs.append(infill(pre, template="a[MASK:0-4]b", predictor="first-hitting", num_samples=20, seed=3))
+    assert torch.equal(runs[0].ids, runs[1].ids) and runs[0].fill_lengths == runs[1].fill_lengths

@@ -51,8 +51,8 @@ def _source_folders(source: str | Path) -> list[Path]:
     found: list[Path] = []
     for p in (path.absolute(), path.resolve()):
         found.append(p)
-        if p.is_dir() and is_checkpoint_dir(p):
-            found.append(p.parent.parent)
+        if p.is_dir() and is_checkpoint_dir(p) and p.parent.name == "checkpoints":
+            found.append(p.parent.parent)  # RUN/checkpoints/step_N: the run (a model folder has none)
         ref = reference_run_root(p) if p.suffix == ".pth" else None
         if ref is not None:
             found.append(ref[0])
