@@ -250,3 +250,19 @@ def test_pad_id_and_insertion_survive_save_load_and_convert(tmp_path):
         assert (pre.config.data.insert_pads, pre.config.data.insert_pads_max) == (0.4, 5)
         runs.append(infill(pre, template="a[MASK:0-4]b", predictor="first-hitting", num_samples=20, seed=3))
     assert torch.equal(runs[0].ids, runs[1].ids) and runs[0].fill_lengths == runs[1].fill_lengths
+
+
+def test_live_view_shows_pads_then_a_final_frame_without_them():
+    """The frames of a variable gap hold pads (drawn as a dim `·` by the view) while sampling; the
+    last, "final" frame is the kept samples with the gaps' pads removed, equal to the result."""
+    from sedd_cli.display import _header
+
+    events = []
+    res = infill(
+        _oracle(), template="[MASK:0-2]a", predictor="first-hitting", num_samples=40, seed=4,
+        on_step=events.append,
+    )  # fmt: skip
+    assert [e.phase for e in events].count("final") == 1 and events[-1].phase == "final"
+    assert torch.equal(events[-1].x, res.ids)
+    assert any((e.x[:, :2] == PAD).any() for e in events if e.phase == "denoise")  # pads shown
+    assert "pads in their [MASK:A-B] gaps removed" in _header(events[-1], 0.0)

@@ -70,6 +70,8 @@ def state_line(ids: list[int], tokenizer: Any, mask_id: int) -> str:
 
 
 def _header(event: Any, masked: float) -> str:
+    if event.phase == "final":
+        return "kept samples, the pads in their [MASK:A-B] gaps removed"
     step = f"step {event.step}/{event.steps}" if event.phase != "denoise" else "denoised"
     return f"{step} t={event.t:.3f} sigma={event.sigma:.3g} masked={masked:.0%}"
 

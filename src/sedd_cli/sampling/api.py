@@ -253,7 +253,10 @@ def infill(
     ids, wall, calls, rounds = _draw_fills(pre, opts, run_length, fixed, on_step, accept)
     ids = ids[:, :length]
     free = [s is None for s in row]
+    drawn = ids
     ids, filled = compact(ids, free, gaps, pad_id)
+    if gaps and on_step is not None:  # the last frame: the kept samples with the gaps' pads removed
+        on_step(StepEvent(opts.steps + 2, opts.steps, 0.0, 0.0, ids, ids != drawn, phase="final"))
     segments = infill_segments(
         ids, pre.tokenizer, [], pad_layout=is_pad_layout(pre), keep_eos=keep_eos, row_spans=filled
     )

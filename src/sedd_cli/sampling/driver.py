@@ -38,7 +38,8 @@ class StepEvent:
 
     `step` 0 is the initial state (after the projector), 1..`steps` the predictor steps (for the
     first-hitting predictor its network calls, one event each), and ``steps + 1`` the denoised
-    result (`phase` "start" | "step" | "denoise"). `x` ``[B, L]`` are
+    result (`phase` "start" | "step" | "denoise"); `infill` with ``[MASK:A-B]`` gaps ends with one
+    "final" event of all kept samples with the gaps' pads removed. `x` ``[B, L]`` are
     the ids after the update (on the sampling device), `changed` ``[B, L]`` marks positions whose
     id changed in this update. `t` and `sigma` are the time and total noise the network saw
     (for "start": t = 1). `batch` numbers the batches of one `sample` / `infill` call.
