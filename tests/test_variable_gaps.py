@@ -266,3 +266,39 @@ def test_live_view_shows_pads_then_a_final_frame_without_them():
     assert torch.equal(events[-1].x, res.ids)
     assert any((e.x[:, :2] == PAD).any() for e in events if e.phase == "denoise")  # pads shown
     assert "pads in their [MASK:A-B] gaps removed" in _header(events[-1], 0.0)
+
+
+@pytest.mark.parametrize("template, cells, gaps", [c[:3] for c in CASES if c[3] == 0], ids=lambda x: str(x))
+def test_shaped_fills_keep_the_datas_lengths(template, cells, gaps):
+    """With the data's law at temperature 0.5 the lengths are drawn first at temperature 1, so
+    their law is still the data's (chi-square against the enumerated length marginal), while the
+    letters come from the shaped sampler given those lengths: every fill has exactly its length in
+    real letters, and the given tokens stay."""
+    res = infill(
+        _oracle(), template=template, predictor="first-hitting", num_samples=N, batch_size=N, seed=6,
+        temperature=0.5,
+    )  # fmt: skip
+    exact = _exact(cells, gaps, 0, "data")
+    by_len: dict[tuple[int, ...], float] = {}
+    for k, v in exact.items():
+        by_len[tuple(len(f) for f in k)] = by_len.get(tuple(len(f) for f in k), 0.0) + v
+    sizes = sorted(by_len)
+    lengths = [tuple(n) for n in res.fill_lengths]
+    obs = torch.tensor([float(lengths.count(n)) for n in sizes])
+    assert obs.sum() == N
+    stat, df = chi2(obs, torch.tensor([by_len[n] for n in sizes]))
+    assert stat < chi2_critical(max(df, 1)), (stat, df)
+    given = [LETTERS[c] for c in cells if c is not None]
+    for segs, text in zip(res.segments, res.texts, strict=True):
+        assert [t for t, filled in segs if not filled and t] == given and "·" not in text
+    if template == "[MASK:0-2]a":  # one letter before "a": its slot is the only free one in stage 2
+        # Q(x a pad) = P_data(x a) (1 - p) for both letters, so at temperature 1/2 the letter is
+        # drawn in proportion to P_data(x a)^2 (pads rejected): exact, against the fills seen
+        data = _data_law()
+        want = torch.tensor([data["aa"] ** 2, data["ba"] ** 2])
+        seen = [segs[0][0] for segs, n in zip(res.segments, res.fill_lengths, strict=True) if n == [1]]
+        obs = torch.tensor([float(seen.count("a")), float(seen.count("b"))])
+        stat, df = chi2(obs, want / want.sum())
+        assert stat < chi2_critical(df), (stat, obs, want / want.sum())
+        plain = torch.tensor([data["aa"], data["ba"]])
+        assert abs(float(want[0] / want.sum() - plain[0] / plain.sum())) > 0.05  # the shaping shows

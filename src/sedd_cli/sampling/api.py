@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import torch
@@ -27,7 +27,7 @@ from .checks import (
 )
 from .decoding import decode_samples, infill_segments
 from .driver import StepEvent, generate
-from .gaps import Acceptance, compact, fill_lengths
+from .gaps import Acceptance, compact, fill_lengths, gap_lengths, row_with_lengths
 from .network import NetworkCalls
 from .predictors import check_predictor
 from .results import InfillResult, SampleResult
@@ -230,7 +230,9 @@ def infill(
     kept by rejection (`gaps.Acceptance`): never with a fill below A, and with `gap_law="data"`
     (the default for a model trained with pad insertion) with the probability that gives the
     fills the data's law (`sedd_cli.pad_law`); `"model"` keeps the sampler's own law. Samples are
-    drawn in rounds until `num_samples` are kept, at most `MAX_ROUNDS`, then a SeddError.
+    drawn in rounds until `num_samples` are kept, at most `MAX_ROUNDS`, then a SeddError. With the
+    data's law and a temperature or top-p other than 1, the lengths are drawn first at 1 and the
+    letters then at the asked shaping (`_lengths_then_letters`).
     """
     pre = _load(source, device)
     opts = _resolve(
@@ -250,7 +252,10 @@ def infill(
     pad_id = pre.tokenizer.pad_id if gaps else None
     layout = gap_layout(fixed.tolist(), gaps, pad_id)
     accept = Acceptance(gaps, pad_id, law, layout)
-    ids, wall, calls, rounds = _draw_fills(pre, opts, run_length, fixed, on_step, accept)
+    if law is not None and (opts.temperature != 1.0 or opts.top_p != 1.0):
+        ids, wall, calls, rounds = _lengths_then_letters(pre, opts, row, length, on_step, accept)
+    else:
+        ids, wall, calls, rounds = _draw_fills(pre, opts, run_length, fixed, on_step, accept)
     ids = ids[:, :length]
     free = [s is None for s in row]
     drawn = ids
@@ -266,6 +271,42 @@ def infill(
         source=pre.source, length=length, device=str(pre.device), **opts.record(calls),
         spans=filled, segments=segments, template=template, fill_lengths=lengths, rounds=rounds,
     )  # fmt: skip
+
+
+def _lengths_then_letters(
+    pre: Any, opts: _Settings, row: list[int | None], length: int, on_step: Any, accept: Acceptance
+) -> tuple[torch.Tensor, float, NetworkCalls, int]:
+    """Variable gaps with the data's law under a temperature or top-p: (1) draw the fills at
+    temperature 1 and top-p 1 with `accept`, so their lengths k follow the data's law; (2) for each
+    k drawn, draw the letters again at the asked shaping in a template whose gap i has exactly
+    k_i slots, all of them real (``[MASK:k_i-k_i]``, by rejection: the sampler's shaped law given
+    those lengths). Returns the rows in the B-slot layout of `row` (pads after each fill), so they
+    go through `compact` as usual; rounds = stage 1's plus the most any length of stage 2 took."""
+    pad_id, gaps = accept.pad_id, accept.gaps
+    run_length, fixed = fixed_ids(pre, row, length)
+    first, wall, calls, rounds = _draw_fills(
+        pre, replace(opts, temperature=1.0, top_p=1.0), run_length, fixed, on_step, accept
+    )
+    k = gap_lengths(first, gaps, pad_id)  # [N, G]
+    out = torch.full_like(first, pad_id)
+    more = 0
+    for n, vec in enumerate(torch.unique(k, dim=0).tolist()):
+        which = torch.nonzero((k == torch.tensor(vec)).all(1)).flatten()  # samples with these lengths
+        row_k, gaps_k, src = row_with_lengths(row, gaps, vec, pad_id)
+        run_k, fixed_k = fixed_ids(pre, row_k, length)
+        sub = replace(opts, num_samples=which.numel(), seed=opts.seed * 1_000_003 + n + 1)
+        if (fixed_k < 0).any():
+            acc = Acceptance(gaps_k, pad_id, None, gap_layout(fixed_k.tolist(), gaps_k, pad_id))
+            ids, w, c, r = _draw_fills(pre, sub, run_k, fixed_k, on_step, acc)
+            wall, calls, more = (
+                wall + w,
+                NetworkCalls(max(calls.nfe, c.nfe), calls.rows + c.rows),
+                max(more, r),
+            )
+        else:  # every gap empty and nothing else to fill: the row is given
+            ids = fixed_k.expand(which.numel(), -1)
+        out[which[:, None], torch.tensor(src)[None]] = ids[:, : len(src)]
+    return out, wall, calls, rounds + more
 
 
 def _draw_fills(

@@ -91,3 +91,29 @@ def fill_lengths(
     for row, sp in zip(ids, row_spans, strict=True):
         out.append([int((row[a:b] != pad_id).sum()) if pad_id is not None else b - a for a, b in sp])
     return out
+
+
+def row_with_lengths(
+    row: list[int | None], gaps: list[Gap], k: list[int], pad_id: int
+) -> tuple[list[int | None], list[Gap], list[int]]:
+    """The template `row` with gap i cut to exactly k_i free slots (a ``[MASK:k_i-k_i]`` gap, none
+    when k_i = 0), padded back to its length; its gaps; and, for each position before that
+    padding, the position of `row` it stands for (gap i's k_i slots are its first k_i)."""
+    starts = {g.start: (g, n) for g, n in zip(gaps, k, strict=True)}
+    out: list[int | None] = []
+    new_gaps: list[Gap] = []
+    src: list[int] = []
+    i = 0
+    while i < len(row):
+        if i in starts:
+            g, n = starts[i]
+            if n:
+                new_gaps.append(Gap(len(out), len(out) + n, n, g.text))
+            out += [None] * n
+            src += range(g.start, g.start + n)
+            i = g.end
+        else:
+            out.append(row[i])
+            src.append(i)
+            i += 1
+    return out + [pad_id] * (len(row) - len(out)), new_gaps, src
