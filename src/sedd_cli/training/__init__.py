@@ -25,7 +25,7 @@ from .distributed import check_batch_split, processes
 from .ema import EMA
 from .events import TrainEvent, TrainResult
 from .loop import train
-from .metrics import read_metrics
+from .metrics import curves, read_metrics
 from .resume import check_same_model, model_config_diff, resume_config
 from .run_dir import (
     CHECKPOINTS_DIR,
@@ -56,6 +56,7 @@ __all__ = [
     "resume_config",
     "model_config_diff",
     "read_metrics",
+    "curves",
     "METRICS_FILE",
     "LOCK_FILE",
     "SAMPLES_DIR",
