@@ -91,7 +91,8 @@ class TextPlot:
         width = min(self.width, width or self.width)
         pts = [(x, y) for x, y in zip(self.xs, self.ys, strict=True) if math.isfinite(x) and math.isfinite(y)]
         dropped = len(self.xs) - len(pts)
-        title = self.title + (f" ({dropped} non-finite points left out)" if dropped else "")
+        plural = "s" if dropped > 1 else ""
+        title = self.title + (f" ({dropped} non-finite point{plural} left out)" if dropped else "")
         if not pts:
             return [Text(f"{title}: no points"[:width])]
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]

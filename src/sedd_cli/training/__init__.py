@@ -17,6 +17,7 @@ Modules, in the order a run uses them:
 * `distributed`  torchrun/DDP, the micro-batch rows, the gradient all-reduce, the stop flag;
 * `step`         one optimizer step;  `ema`  the EMA of the weights;
 * `validation`, `snapshots`, `metrics`, `saving`  what a run reports and writes;
+* `loggers/`     TensorBoard and W&B beside metrics.jsonl (rank 0; ``train.loggers``);
 * `loop`         `train()`: claim, build, step, report, save;  `events`  TrainEvent, TrainResult.
 """
 
