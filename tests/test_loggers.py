@@ -78,7 +78,11 @@ def wandb_env(tmp_path, monkeypatch):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
     monkeypatch.setenv("WANDB_SILENT", "true")
-    for var, sub in (("WANDB_CONFIG_DIR", "config"), ("WANDB_CACHE_DIR", "cache"), ("WANDB_DATA_DIR", "data")):
+    for var, sub in (
+        ("WANDB_CONFIG_DIR", "config"),
+        ("WANDB_CACHE_DIR", "cache"),
+        ("WANDB_DATA_DIR", "data"),
+    ):
         monkeypatch.setenv(var, str(tmp_path / "wandb-home" / sub))
     yield wandb
     wandb.teardown()
@@ -167,7 +171,9 @@ def test_tensorboard_holds_the_metrics_config_and_samples(names_file, tmp_path):
     pytest.importorskip("tensorboard")
     events = []
     run = tmp_path / "run"
-    result = train(tiny(names_file, "train.loggers=[tensorboard]"), run_dir=run, device="cpu", on_step=events.append)
+    result = train(
+        tiny(names_file, "train.loggers=[tensorboard]"), run_dir=run, device="cpu", on_step=events.append
+    )
     assert result.loggers == ["tensorboard"] and not [e for e in events if e.kind == "warning"]
     rows = read_metrics(run)
     scalars = tb_scalars(run / "tensorboard")
@@ -269,7 +275,9 @@ def _warnings(events) -> list[str]:
 def test_a_missing_extra_is_one_line_and_the_run_goes_on(names_file, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if not installed
     events, run = [], tmp_path / "run"
-    result = train(tiny(names_file, "train.loggers=[tensorboard]"), run_dir=run, device="cpu", on_step=events.append)
+    result = train(
+        tiny(names_file, "train.loggers=[tensorboard]"), run_dir=run, device="cpu", on_step=events.append
+    )
     assert _warnings(events) == [
         'the tensorboard logger needs the tensorboard package: pip install -e ".[tensorboard]" '
         "(or pip install tensorboard); training goes on with metrics.jsonl"
@@ -309,7 +317,9 @@ def test_an_exception_inside_a_logger_is_one_warning_and_the_run_goes_on(names_f
     pytest.importorskip("tensorboard")
     monkeypatch.setattr(TensorBoardLogger, "scalars", _failing_scalars(3))
     events, run = [], tmp_path / "run"
-    result = train(tiny(names_file, "train.loggers=[tensorboard]"), run_dir=run, device="cpu", on_step=events.append)
+    result = train(
+        tiny(names_file, "train.loggers=[tensorboard]"), run_dir=run, device="cpu", on_step=events.append
+    )
     assert _warnings(events) == [
         "the tensorboard logger failed at step 3 (OSError: [Errno 28] No space left on device); "
         "training goes on with metrics.jsonl"
@@ -325,10 +335,15 @@ def test_wandb_without_a_network_is_one_warning(names_file, tmp_path, wandb_env,
 
     monkeypatch.setattr(wandb_env, "init", no_network)
     events = []
-    result = train(tiny(names_file, "train.loggers=[wandb]"), run_dir=tmp_path / "run", device="cpu", on_step=events.append)
+    result = train(
+        tiny(names_file, "train.loggers=[wandb]"),
+        run_dir=tmp_path / "run",
+        device="cpu",
+        on_step=events.append,
+    )
     assert _warnings(events) == [
-        "the wandb logger failed at step 0 (CommError: Network error (ConnectionError), entering retry loop.); "
-        "training goes on with metrics.jsonl"
+        "the wandb logger failed at step 0 (CommError: Network error (ConnectionError), entering retry "
+        "loop.); training goes on with metrics.jsonl"
     ]
     assert result.steps == 4 and result.loggers == []
 
@@ -387,6 +402,8 @@ def test_only_rank_0_logs_under_torchrun(names_file, tmp_path):
     assert len(list((run / "tensorboard").iterdir())) == 1
     (offline,) = (run / "wandb").glob("offline-run-*")
     want = [(m["step"], m["loss"]) for m in read_metrics(run) if "loss" in m]
-    assert [s for s, _ in tb_scalars(run / "tensorboard")["train/loss"]] == [s for s, _ in want] == [1, 2, 3, 4]
+    assert (
+        [s for s, _ in tb_scalars(run / "tensorboard")["train/loss"]] == [s for s, _ in want] == [1, 2, 3, 4]
+    )
     _, _, history = wandb_run(offline)
     assert [history[s]["train/loss"] for s, _ in want] == [v for _, v in want]

@@ -22,7 +22,16 @@ from sedd_cli.training import read_metrics
 from .helpers import NAMES
 
 # (row, column) of each bit of a braille cell
-BITS = {0x01: (0, 0), 0x02: (1, 0), 0x04: (2, 0), 0x40: (3, 0), 0x08: (0, 1), 0x10: (1, 1), 0x20: (2, 1), 0x80: (3, 1)}
+BITS = {
+    0x01: (0, 0),
+    0x02: (1, 0),
+    0x04: (2, 0),
+    0x40: (3, 0),
+    0x08: (0, 1),
+    0x10: (1, 1),
+    0x20: (2, 1),
+    0x80: (3, 1),
+}
 
 
 def dots(plot: TextPlot, width: int | None = None) -> list[set[int]]:
@@ -131,7 +140,9 @@ def test_train_summary_and_info_show_the_runs_curves(tmp_path):
     for title, key in ((loss_title, "loss"), (val_title, "val_loss")):
         values = [m[key] for m in rows if key in m]
         tops = [float(line.split("┤")[0]) for line in shown[title] if "┤" in line]
-        assert tops[0] == pytest.approx(max(values), rel=1e-3) and tops[-1] == pytest.approx(min(values), rel=1e-3)
+        assert tops[0] == pytest.approx(max(values), rel=1e-3) and tops[-1] == pytest.approx(
+            min(values), rel=1e-3
+        )
     assert shown[loss_title][-1].split() == ["1", "6"] and shown[val_title][-1].split() == ["2", "6"]
 
     info = CliRunner().invoke(app, ["info", str(run)])

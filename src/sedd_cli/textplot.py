@@ -5,8 +5,9 @@ of ``W`` columns and ``H`` rows has ``2W x 4H`` dots. The points are bucketed by
 dot columns (x_min in the first, x_max in the last: column = round((x - x_min) / (x_max - x_min)
 (2W - 1))); a column shows the mean of its points at dot row round((mean - y_min) / (y_max -
 y_min) (4H - 1)) from the bottom. Between two such columns the row is interpolated linearly, and
-each column is joined to the one before by a vertical run of dots, so the curve is unbroken. The y axis is labelled with the data's y_min (bottom row) and y_max (top
-row), the x axis with x_min and x_max. Non-finite points are left out (and counted in the title);
+each column is joined to the one before by a vertical run of dots, so the curve is unbroken. The
+y axis is labelled with the data's y_min (bottom row) and y_max (top row), the x axis with x_min
+and x_max. Non-finite points are left out (and counted in the title);
 no points is one line saying so; one point (or a constant series) is drawn in the middle row.
 """
 
@@ -57,7 +58,7 @@ def _path(rows: list[int | None]) -> list[tuple[int, int]]:
     interpolated linearly between the columns that hold points."""
     known = [(c, r) for c, r in enumerate(rows) if r is not None]
     out = [known[0]]
-    for (c0, r0), (c1, r1) in zip(known, known[1:]):
+    for (c0, r0), (c1, r1) in zip(known, known[1:], strict=False):
         out += [(c, round(r0 + (r1 - r0) * (c - c0) / (c1 - c0))) for c in range(c0 + 1, c1 + 1)]
     return out
 

@@ -103,7 +103,9 @@ def train_command(
     ] = None,
     logger_required: Annotated[
         bool,
-        typer.Option("--logger-required", help="A logger that fails stops the run (default: one line, go on)."),
+        typer.Option(
+            "--logger-required", help="A logger that fails stops the run (default: one line, go on)."
+        ),
     ] = False,
     json_out: JsonOpt = False,
 ) -> None:

@@ -41,7 +41,9 @@ TRAINER_FORMAT = 1
 def run_state(last_ckpt: str | None, run_dir: Path) -> str:
     """What state a run stopped by a failure is in, and how to go on."""
     if last_ckpt:
-        return f"the last good checkpoint {Path(last_ckpt).name} is kept; then continue with --resume {run_dir}"
+        return (
+            f"the last good checkpoint {Path(last_ckpt).name} is kept; then continue with --resume {run_dir}"
+        )
     if (run_dir / CONFIG_FILE).is_file():
         return f"no checkpoint was written yet; then start it again with --resume {run_dir}"
     return f"nothing was trained yet; then run the same command again (--run-dir {run_dir})"

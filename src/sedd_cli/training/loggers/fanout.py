@@ -60,22 +60,23 @@ class LoggerSet:
         self.closed: list[str] = []  # the loggers that ran to the end and closed cleanly
 
     def _fail(self, logger: Logger, step: int, why: str) -> None:
-        """Drop `logger` (closed, errors ignored); one warning, or LoggerFailed if required."""
+        """Drop `logger` (closed, errors ignored); the line `why` as a warning, or LoggerFailed
+        if required."""
         self.loggers.remove(logger)
         with contextlib.suppress(Exception):
             logger.finish(ok=False)
-        if not why.startswith(f"the {logger.name} logger"):
-            why = f"the {logger.name} logger failed at step {step} ({why})"
         if self.required:
             raise LoggerFailed(f"{why}; --logger-required stops the run")
-        self.emit(TrainEvent("warning", step, self.max_steps, message=f"{why}; training goes on with metrics.jsonl"))
+        self.emit(
+            TrainEvent("warning", step, self.max_steps, message=f"{why}; training goes on with metrics.jsonl")
+        )
 
     def _each(self, step: int, call: Callable[[Logger], Any]) -> None:
         for logger in list(self.loggers):
             try:
                 call(logger)
             except Exception as exc:
-                self._fail(logger, step, _reason(exc))
+                self._fail(logger, step, f"the {logger.name} logger failed at step {step} ({_reason(exc)})")
 
     def start(self, config: dict[str, Any], run_dir: Path, step: int, resumed: bool) -> None:
         """Open every logger (a missing extra is a failure naming the pip command)."""
