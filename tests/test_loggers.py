@@ -70,10 +70,18 @@ def tiny(names_file: Path, *sets: str):
     return load_config("tiny", sets=[f"data.name={names_file}", *SETS, *sets])
 
 
-@pytest.fixture
-def wandb_env(tmp_path, monkeypatch):
-    """An offline W&B with every one of its folders under tmp_path; W&B's service shut down after."""
+@pytest.fixture(scope="module")
+def wandb_service():
+    """W&B's service process, shut down once after this module's tests (not between them)."""
     wandb = pytest.importorskip("wandb")
+    yield wandb
+    wandb.teardown()
+
+
+@pytest.fixture
+def wandb_env(tmp_path, monkeypatch, wandb_service):
+    """An offline W&B with every one of its folders under tmp_path."""
+    wandb = wandb_service
     for var in ("WANDB_DIR", "WANDB_PROJECT", "WANDB_ENTITY", "WANDB_NAME", "WANDB_RUN_ID", "WANDB_API_KEY"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("WANDB_MODE", "offline")
@@ -84,8 +92,7 @@ def wandb_env(tmp_path, monkeypatch):
         ("WANDB_DATA_DIR", "data"),
     ):
         monkeypatch.setenv(var, str(tmp_path / "wandb-home" / sub))
-    yield wandb
-    wandb.teardown()
+    return wandb
 
 
 # --- readers -----------------------------------------------------------------------------------
@@ -139,8 +146,13 @@ def wandb_run(offline_dir: Path) -> tuple[object, dict, dict[int, dict]]:
         elif kind == "history":
             items = {i.key or "/".join(i.nested_key): json.loads(i.value_json) for i in record.history.item}
             history.setdefault(items["_step"], {}).update(items)
+    assert run is not None, f"{path} holds no run record"
     config = {i.key: json.loads(i.value_json) for i in run.config.update}
     return run, config, history
+
+
+def _warnings(events) -> list[str]:
+    return [e.message for e in events if e.kind == "warning"]
 
 
 def sample_texts(run: Path, step: int) -> list[str]:
@@ -207,7 +219,9 @@ def test_tensorboard_holds_the_metrics_config_and_samples(names_file, tmp_path):
 def test_wandb_offline_run_holds_the_config_history_and_samples(names_file, tmp_path, wandb_env):
     run = tmp_path / "run"
     cfg = tiny(names_file, "train.loggers=[wandb]", "train.wandb_project=sedd-tests")
-    result = train(cfg, run_dir=run, device="cpu")
+    events = []
+    result = train(cfg, run_dir=run, device="cpu", on_step=events.append)
+    assert _warnings(events) == []
     assert result.loggers == ["wandb"]
     (offline,) = (run / "wandb").glob("offline-run-*")
     record, config, history = wandb_run(offline)
@@ -244,10 +258,18 @@ def test_resume_continues_both_dashboard_runs(names_file, tmp_path, wandb_env):
     import shutil
 
     run = tmp_path / "run"
-    train(tiny(names_file, "train.loggers=[tensorboard,wandb]"), run_dir=run, device="cpu")
+    events = []
+    train(
+        tiny(names_file, "train.loggers=[tensorboard,wandb]"),
+        run_dir=run,
+        device="cpu",
+        on_step=events.append,
+    )
     shutil.rmtree(run / "checkpoints" / "step_00000004")
     again = tiny(names_file, "train.max_steps=5", "train.loggers=[tensorboard,wandb]")
-    result = train(again, resume=run, device="cpu")
+    events = []
+    result = train(again, resume=run, device="cpu", on_step=events.append)
+    assert _warnings(events) == []  # neither session lost a logger
     assert result.resumed_from == 2 and result.loggers == ["tensorboard", "wandb"]
 
     assert len(list((run / "tensorboard").glob("events.out.tfevents.*"))) == 2  # the same folder
@@ -266,10 +288,6 @@ def test_resume_continues_both_dashboard_runs(names_file, tmp_path, wandb_env):
 
 
 # --- failures ----------------------------------------------------------------------------------
-
-
-def _warnings(events) -> list[str]:
-    return [e.message for e in events if e.kind == "warning"]
 
 
 def test_a_missing_extra_is_one_line_and_the_run_goes_on(names_file, tmp_path, monkeypatch):
