@@ -72,7 +72,9 @@ def tiny(names_file: Path, *sets: str):
 
 @pytest.fixture(scope="module")
 def wandb_service():
-    """W&B's service process, shut down once after this module's tests (not between them)."""
+    """W&B, and its service process shut down after this module's tests (a test that reads the
+    files of a run it just finished shuts it down first: the service writes them in the
+    background, and `run.finish()` can return before the last record is on disk)."""
     wandb = pytest.importorskip("wandb")
     yield wandb
     wandb.teardown()
@@ -222,6 +224,7 @@ def test_wandb_offline_run_holds_the_config_history_and_samples(names_file, tmp_
     events = []
     result = train(cfg, run_dir=run, device="cpu", on_step=events.append)
     assert _warnings(events) == []
+    wandb_env.teardown()  # W&B's service writes the .wandb file in the background: wait for it
     assert result.loggers == ["wandb"]
     (offline,) = (run / "wandb").glob("offline-run-*")
     record, config, history = wandb_run(offline)
@@ -269,6 +272,7 @@ def test_resume_continues_both_dashboard_runs(names_file, tmp_path, wandb_env):
     again = tiny(names_file, "train.max_steps=5", "train.loggers=[tensorboard,wandb]")
     events = []
     result = train(again, resume=run, device="cpu", on_step=events.append)
+    wandb_env.teardown()
     assert _warnings(events) == []  # neither session lost a logger
     assert result.resumed_from == 2 and result.loggers == ["tensorboard", "wandb"]
 
