@@ -60,6 +60,12 @@ CLI_ROWS = [
     ("--name too long", ["--name", "n" * 300], TOO_LONG),
     ("--run-dir a part too long", ["--run-dir", "LONG"], TOO_LONG),
     ("--nproc 0", ["--nproc", "0"], "--nproc must be at least 1, got "),
+    ("--logger unknown", ["--logger", "tensorbord"], "; valid names: "),
+    (
+        "--logger unknown under --set",
+        ["--logger", "wandb", "--set", "train.loggers=[x]"],
+        ": unknown logger ",
+    ),
     ("--max-steps 0", ["--max-steps", "0"], "(valid: "),  # config.py's one range check of every count
     ("--batch-size 7 --nproc 2", ["--model", "tiny", "--batch-size", "7", "--nproc", "2"], DIVISIBLE),
     ("--set train.accum=3", ["--model", "tiny", "--set", "train.accum=3"], DIVISIBLE),

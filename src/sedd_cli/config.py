@@ -34,6 +34,8 @@ __all__ = [
     "Config",
     "PRESETS",
     "LOSSES",
+    "LOGGERS",
+    "check_loggers",
     "load_config",
     "load_preset",
     "config_from_dict",
@@ -53,6 +55,7 @@ __all__ = [
 
 PRESETS = ("tiny", "names", "names-infill", "small", "medium")
 LOSSES = ("dse", "t-dce", "lambda-dce")  # train.loss; the objectives live in losses.py
+LOGGERS = ("tensorboard", "wandb")  # train.loggers; the loggers live in training/loggers/
 
 
 @dataclass
@@ -140,6 +143,11 @@ class TrainConfig:
     keep_checkpoints: int = 3
     seed: int = 0
     compile: bool = False
+    loggers: list[str] = field(default_factory=list)  # dashboards beside metrics.jsonl: LOGGERS
+    logger_required: bool = False  # a logger that fails stops the run (else: one line, go on)
+    wandb_project: str | None = None  # None: $WANDB_PROJECT, else "sedd"
+    wandb_entity: str | None = None  # None: $WANDB_ENTITY, else W&B's default entity
+    wandb_name: str | None = None  # None: $WANDB_NAME, else the run directory's name
 
 
 @dataclass
@@ -249,6 +257,7 @@ class Config:
         _choice("train.decay", self.train.decay, ("none", "linear", "cosine"))
         _choice("train.t_sampling", self.train.t_sampling, ("uniform", "stratified"))
         _choice("train.loss", self.train.loss, LOSSES)
+        check_loggers(self.train.loggers)
         m = self.model
         for key in COUNT_BOUNDS:
             section, name = key.split(".")
@@ -342,6 +351,17 @@ def check_seed(seed: int, name: str = "--seed") -> int:
     return seed
 
 
+def check_loggers(names: list[str], key: str = "train.loggers") -> list[str]:
+    """Every name in `names` is a logger sedd has (`LOGGERS`); returns `names`, else a one-line
+    ConfigError naming the unknown one, the valid names and the closest."""
+    for name in names:
+        if name not in LOGGERS:
+            close = difflib.get_close_matches(str(name), LOGGERS, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ""
+            raise ConfigError(f"{key}: unknown logger {name!r}; valid names: {', '.join(LOGGERS)}{hint}")
+    return names
+
+
 def _choice(key: str, value: str, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         close = difflib.get_close_matches(str(value), allowed, n=1)
@@ -432,6 +452,8 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
     """Convert `value` to the field type `annotation`, or raise ConfigError naming `key`."""
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
+    if origin is list:
+        return _convert_list(key, value, args[0])
     if origin in (typing.Union, getattr(__import__("types"), "UnionType", ())):
         if value is None or (isinstance(value, str) and value.lower() in ("none", "null", "~")):
             if type(None) in args:
@@ -478,6 +500,18 @@ def _convert(key: str, value: Any, annotation: Any) -> Any:
             raise ConfigError(f"{key} must be a string, got {value!r}")
         return str(value)
     raise ConfigError(f"{key}: unsupported type {annotation!r}")  # pragma: no cover
+
+
+def _convert_list(key: str, value: Any, item: Any) -> list:
+    """A list setting: a YAML list, or one string of comma-separated items (``--set
+    train.loggers=tensorboard,wandb``); None and "" are the empty list."""
+    if value is None or value == "":
+        return []
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    if not isinstance(value, (list, tuple)):
+        raise ConfigError(f"{key} must be a list, got {value!r}")
+    return [_convert(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
 
 
 def _unknown_key(prefix: str, key: str, valid: list[str]) -> ConfigError:

@@ -219,6 +219,8 @@ def locate_ours(path: Path, weights: str) -> Located | None:
         which = "ema" if weights == "ema" and (ckpt / EMA_FILE).is_file() else "model"
         file = ckpt / (EMA_FILE if which == "ema" else WEIGHTS_FILE)
     origin = {"path": str(file)}
+    if fmt != "sedd-model":  # a run's checkpoint: its run directory (metrics.jsonl, `sedd info`)
+        origin["run_dir"] = str(run_dir)
     if meta.get("source") and fmt == "sedd-model":
         origin["converted_from"] = meta["source"]
         family = (meta.get("origin") or {}).get("family") if isinstance(meta.get("origin"), dict) else None

@@ -74,7 +74,8 @@ def _network_text(m: dict) -> str:
     ),
 )
 def info(model: ModelArg = None, weights: WeightsOpt = "ema", as_json: JsonOpt = False) -> None:
-    """Show a model's configuration, size, vocabulary, graph, schedule, step and weight origin."""
+    """Show a model's configuration, size, vocabulary, graph, schedule, step and weight origin;
+    for a training run, its loss and validation curves (from metrics.jsonl) as text plots."""
     from ..checkpoints import load_pretrained
 
     pre = load_pretrained(model, device="cpu", weights=weights)
@@ -99,6 +100,10 @@ def info(model: ModelArg = None, weights: WeightsOpt = "ema", as_json: JsonOpt =
     width = max(len(k) for k, _ in rows)
     for key, value in rows:
         typer.echo(f"{key:<{width}}  {value}")
+    if s["origin"].get("run_dir"):  # a run: its loss and validation curves from metrics.jsonl
+        from ._curves import show_curves
+
+        show_curves(s["origin"]["run_dir"])
 
 
 @command(

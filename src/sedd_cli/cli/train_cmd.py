@@ -19,6 +19,8 @@ _EXAMPLES = (
     "sedd train --data my_corpus.txt --tokenizer char --model tiny --max-steps 2000",
     "sedd train --data reviews.jsonl --text-field body --layout pack --model small --batch-size 32",
     "sedd train --resume runs/names-20250101-120000 --max-steps 6000",
+    "sedd train --logger tensorboard   # then: tensorboard --logdir runs",
+    "WANDB_MODE=offline sedd train --logger wandb --set train.wandb_project=names",
     "sedd train --nproc 2 --model tiny --max-steps 100",
     "torchrun --nproc-per-node 8 -m sedd_cli train --data owt --model small",
 )
@@ -92,6 +94,20 @@ def train_command(
     nproc: Annotated[
         int, typer.Option("--nproc", help="Processes to launch through torchrun (DDP; gloo on CPU).")
     ] = 1,
+    logger: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--logger",
+            help="Also log to a dashboard (repeatable): tensorboard (RUN/tensorboard/) | wandb. "
+            "metrics.jsonl is always written.",
+        ),
+    ] = None,
+    logger_required: Annotated[
+        bool,
+        typer.Option(
+            "--logger-required", help="A logger that fails stops the run (default: one line, go on)."
+        ),
+    ] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """Train a SEDD model. With no options: the [bold]names[/bold] preset on the embedded US
@@ -112,6 +128,8 @@ def train_command(
             "lr": lr,
             "seed": seed,
             "compile": True if compile_ else None,
+            "loggers": list(logger) if logger else None,
+            "logger_required": True if logger_required else None,
         },
     }
     overrides = _overrides(config, options, list(set_ or []))
@@ -185,6 +203,13 @@ def _summary(result) -> None:
     if result.checkpoint:
         typer.echo(f"checkpoint: {result.checkpoint}")
         typer.echo(f"sample from it: sedd sample {result.run_dir}")
+    if result.loggers:
+        typer.echo(f"logged to: {', '.join(result.loggers)}")
+    if "tensorboard" in result.loggers:
+        typer.echo(f"see the curves: tensorboard --logdir {result.run_dir}")
+    from ._curves import show_curves
+
+    show_curves(result.run_dir)
 
 
 def _launch(nproc, cfg, model, resume, run_dir, device, json_out, compile_, overrides) -> None:
@@ -310,5 +335,7 @@ class _View:
         elif kind == "checkpoint":
             if self.progress is None:
                 self._print(f"step {event.step}  checkpoint {event.path}")
+        elif kind == "warning":
+            self._print(f"warning: {event.message}")
         elif kind == "end" and event.message == "interrupted":
             self._print(f"interrupted at step {event.step}: checkpoint saved")

@@ -17,6 +17,7 @@ Modules, in the order a run uses them:
 * `distributed`  torchrun/DDP, the micro-batch rows, the gradient all-reduce, the stop flag;
 * `step`         one optimizer step;  `ema`  the EMA of the weights;
 * `validation`, `snapshots`, `metrics`, `saving`  what a run reports and writes;
+* `loggers/`     TensorBoard and W&B beside metrics.jsonl (rank 0; ``train.loggers``);
 * `loop`         `train()`: claim, build, step, report, save;  `events`  TrainEvent, TrainResult.
 """
 
@@ -25,7 +26,7 @@ from .distributed import check_batch_split, processes
 from .ema import EMA
 from .events import TrainEvent, TrainResult
 from .loop import train
-from .metrics import read_metrics
+from .metrics import curves, read_metrics
 from .resume import check_same_model, model_config_diff, resume_config
 from .run_dir import (
     CHECKPOINTS_DIR,
@@ -56,6 +57,7 @@ __all__ = [
     "resume_config",
     "model_config_diff",
     "read_metrics",
+    "curves",
     "METRICS_FILE",
     "LOCK_FILE",
     "SAMPLES_DIR",

@@ -11,10 +11,11 @@ from typing import Any
 
 @dataclass
 class TrainEvent:
-    """Progress report. `kind`: start | step | eval | sample | checkpoint | end.
+    """Progress report. `kind`: start | step | eval | sample | checkpoint | warning | end.
 
     ``step`` events come after every optimizer step; ``logged`` is True on the steps whose line
-    was written to metrics.jsonl (every ``train.log_every`` steps and the last).
+    was written to metrics.jsonl (every ``train.log_every`` steps and the last). ``warning``
+    events carry one line in `message` (a dashboard logger that failed; the run goes on).
     """
 
     kind: str
@@ -48,6 +49,7 @@ class TrainResult:
     stopped_reason: str  # max_steps | max_time | interrupted
     resumed_from: int | None = None  # step of the checkpoint this session started from
     world_size: int = 1
+    loggers: list[str] = field(default_factory=list)  # dashboards that logged to the end
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -32,6 +32,7 @@ from ..runtime import WriteError, pick_device
 from ..sampling import check_sample_settings
 from .distributed import Dist, StopFlag, check_batch_split, micro_rows
 from .events import TrainEvent, TrainResult
+from .loggers import LoggerFailed, LoggerSet, check_available
 from .metrics import read_metrics, write_metrics
 from .resume import (
     check_within_budget,
@@ -48,7 +49,7 @@ from .run_dir import (
     claim_run_dir,
     default_run_dir,
 )
-from .saving import save_checkpoint, write_failed, write_run_files
+from .saving import run_state, save_checkpoint, write_failed, write_run_files
 from .snapshots import snapshot
 from .state import RunPlan, TrainState, build_state, describe, fit_config, load_data
 from .step import StepResult, optimizer_step
@@ -138,6 +139,8 @@ def _plan(config: Config | None, run_dir, resume, dist: Dist, claims: list) -> R
             plan = RunPlan(config, Path(run_dir))
         tc = plan.config.train
         check_batch_split(tc.batch_size, dist.world, tc.accum)
+        if dist.main:  # only rank 0 logs; with logger_required a missing extra stops here
+            check_available(tc.loggers, tc.logger_required)
     except SeddError as exc:
         error = exc
     dist.agree(error)
@@ -161,6 +164,7 @@ class Session:
     rows: list[slice]  # this process's micro-batches of the global batch
     L: int  # block length
     metrics_f: Any = None
+    loggers: Any = None  # LoggerSet: the dashboards (rank 0; empty elsewhere)
     last_loss: float | None = None
     last_lpt: float | None = None
     last_val: float | None = None
@@ -222,6 +226,7 @@ class Session:
                 "elapsed": event.elapsed,
             }
             write_metrics(self.metrics_f, self.metrics_path, row)
+            self.loggers.scalars(step, row)
         self.emit(event)
 
     def validate(self, state: TrainState) -> None:
@@ -232,6 +237,7 @@ class Session:
         )
         row = {"step": state.step, "val_loss": self.last_val, "elapsed": self.elapsed()}
         write_metrics(self.metrics_f, self.metrics_path, row)
+        self.loggers.scalars(state.step, row)
         max_steps = state.config.train.max_steps
         self.emit(TrainEvent("eval", state.step, max_steps, val_loss=self.last_val, elapsed=self.elapsed()))
 
@@ -242,11 +248,13 @@ class Session:
             self.validate(state)
             state.model.train()
         if tc.sample_every > 0 and step % tc.sample_every == 0 and self.dist.main:
-            snapshot(
+            texts = snapshot(
                 state.model, state.graph, state.noise, state.ema, self.tokenizer, state.config,
                 self.dev, self.run_dir, step, self.emit, tc.max_steps,
             )  # fmt: skip
             state.model.train()
+            if texts is not None:
+                self.loggers.samples(step, texts)
 
     def finish(self, state: TrainState) -> None:
         """The end: a validation unless this step had one, and a checkpoint unless this step is
@@ -274,6 +282,7 @@ class Session:
             stopped_reason=self.stopped,
             resumed_from=state.resumed_from,
             world_size=self.dist.world,
+            loggers=self.loggers.closed,
         )
         end = TrainEvent(
             "end", state.step, state.config.train.max_steps, loss=self.last_loss, val_loss=self.last_val,
@@ -321,6 +330,9 @@ def _build(plan: RunPlan, dev, dist: Dist, emit):
     session = Session(plan.run_dir, dist, dev, emit, tokenizer, train_blocks, val_blocks, rows, L)
     session.last_ckpt = str(plan.ckpt_path) if plan.ckpt_path is not None else None
     session.elapsed_before = state.elapsed_before
+    session.loggers = LoggerSet(
+        tc.loggers, required=tc.logger_required, main=dist.main, emit=emit, max_steps=tc.max_steps
+    )
     return config, state, session
 
 
@@ -336,17 +348,23 @@ def _train(config, run_dir, resume, dev, emit, compile_model, dist: Dist, claims
         state.model.features = torch.compile(state.model.features, dynamic=True)
     message = describe(config, state.model, dist, dev) + plan.note
     emit(TrainEvent("start", state.step, config.train.max_steps, path=str(s.run_dir), message=message))
+    ok = False
     try:
-        s.metrics_f = open(s.metrics_path, "ab", buffering=0) if dist.main else None  # noqa: SIM115
-    except OSError as exc:
-        raise SeddError(f"cannot open {str(s.metrics_path)!r}: {exc.strerror or exc}") from None
-    s.t0 = time.perf_counter()
-    s.log_t, s.log_step = s.t0, state.step
-    try:
+        s.loggers.start(config.to_dict(), s.run_dir, state.step, resumed=resume is not None)
+        try:
+            s.metrics_f = open(s.metrics_path, "ab", buffering=0) if dist.main else None  # noqa: SIM115
+        except OSError as exc:
+            raise SeddError(f"cannot open {str(s.metrics_path)!r}: {exc.strerror or exc}") from None
+        s.t0 = time.perf_counter()
+        s.log_t, s.log_step = s.t0, state.step
         _loop(s, state)
+        ok = True
     except WriteError as exc:
         raise write_failed(exc, s.last_ckpt, s.run_dir) from None
+    except LoggerFailed as exc:
+        raise SeddError(f"{exc}: {run_state(s.last_ckpt, s.run_dir)}") from None
     finally:
         if s.metrics_f is not None:
             s.metrics_f.close()
+        s.loggers.finish(state.step, ok)
     return s.result(state)

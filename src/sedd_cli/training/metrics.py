@@ -49,6 +49,16 @@ def read_metrics(run_dir: str | Path) -> list[dict[str, Any]]:
     return out
 
 
+def curves(rows: list[dict[str, Any]]) -> dict[str, tuple[list[int], list[float]]]:
+    """The run's curves from its metrics records: ``{"loss": (steps, values), "val_loss": (steps,
+    values)}`` (training loss and validation loss, nats per sequence), each in file order."""
+    out: dict[str, tuple[list[int], list[float]]] = {}
+    for key in ("loss", "val_loss"):
+        pts = [(m["step"], m[key]) for m in rows if isinstance(m.get(key), (int, float))]
+        out[key] = ([p[0] for p in pts], [float(p[1]) for p in pts])
+    return out
+
+
 def write_metrics(f, path: Path, row: dict[str, Any]) -> None:
     """One JSON line appended to metrics.jsonl; a failed write leaves no half line behind."""
     if f is not None:

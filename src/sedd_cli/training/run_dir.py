@@ -29,8 +29,9 @@ RUNS_ROOT = "runs"  # where --name NAME puts a run
 
 # What a run directory holds before its first checkpoint: a run that failed (or was killed) that
 # early may be started again in place. Anything else in the folder makes it someone's data.
-_RUN_FILES = {CONFIG_FILE, "tokenizer.json", METRICS_FILE, LOCK_FILE}
-_RUN_DIRS = {SAMPLES_DIR, CHECKPOINTS_DIR}
+# (tensorboard/, wandb/ and wandb_id are the dashboard loggers': training/loggers/)
+_RUN_FILES = {CONFIG_FILE, "tokenizer.json", METRICS_FILE, LOCK_FILE, "wandb_id"}
+_RUN_DIRS = {SAMPLES_DIR, CHECKPOINTS_DIR, "tensorboard", "wandb"}
 _TEMP_NAME = re.compile(r"(\.tmp\d+$)|(^\.tokenizer\..*\.json\.tmp$)")
 _STALE_CKPT = re.compile(r"^step_\d+\.(tmp|old|del)$")
 STEP_NAME = re.compile(r"^step_(\d+)$")

@@ -38,16 +38,20 @@ from .state import TrainState
 TRAINER_FORMAT = 1
 
 
-def write_failed(exc: WriteError, last_ckpt: str | None, run_dir: Path) -> SeddError:
-    """The one line for a write that failed mid-run: what failed, and what state the run is in."""
+def run_state(last_ckpt: str | None, run_dir: Path) -> str:
+    """What state a run stopped by a failure is in, and how to go on."""
     if last_ckpt:
-        state = (
+        return (
             f"the last good checkpoint {Path(last_ckpt).name} is kept; then continue with --resume {run_dir}"
         )
-    elif (run_dir / CONFIG_FILE).is_file():
-        state = f"no checkpoint was written yet; then start it again with --resume {run_dir}"
-    else:
-        state = f"nothing was trained yet; then run the same command again (--run-dir {run_dir})"
+    if (run_dir / CONFIG_FILE).is_file():
+        return f"no checkpoint was written yet; then start it again with --resume {run_dir}"
+    return f"nothing was trained yet; then run the same command again (--run-dir {run_dir})"
+
+
+def write_failed(exc: WriteError, last_ckpt: str | None, run_dir: Path) -> SeddError:
+    """The one line for a write that failed mid-run: what failed, and what state the run is in."""
+    state = run_state(last_ckpt, run_dir)
     return SeddError(f"{str(exc).removesuffix('; free some space and retry')}; free some space: {state}")
 
 

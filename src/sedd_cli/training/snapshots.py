@@ -15,12 +15,15 @@ from .events import TrainEvent
 from .run_dir import SAMPLES_DIR
 
 
-def snapshot(model, graph, noise, ema, tokenizer, config, dev, run_dir: Path, step, emit, max_steps) -> None:
-    """Sample `sample.num_samples` sequences with the EMA weights into samples/step_XXXXXXXX.txt."""
+def snapshot(
+    model, graph, noise, ema, tokenizer, config, dev, run_dir: Path, step, emit, max_steps
+) -> list[str] | None:
+    """Sample `sample.num_samples` sequences with the EMA weights into samples/step_XXXXXXXX.txt;
+    returns their texts (for the dashboards)."""
     try:
         from ..sampling import generate
     except ImportError:
-        return
+        return None
     sc = config.sample
     gen = torch.Generator(device=dev).manual_seed(config.train.seed + 20_011)
     model.eval()
@@ -49,3 +52,4 @@ def snapshot(model, graph, noise, ema, tokenizer, config, dev, run_dir: Path, st
     path = run_dir / SAMPLES_DIR / f"step_{step:08d}.txt"
     atomic_write_text(path, body)
     emit(TrainEvent("sample", step, max_steps, path=str(path), samples=texts))
+    return texts
