@@ -80,11 +80,17 @@ def _each(requests: list[Any], build: Callable[[Any, str], Any]) -> list[Any]:
 
 def run_harness(argv: list[str]) -> None:
     """The harness's own command line (``lm_eval.__main__.cli_evaluate``, which reads sys.argv) on
-    `argv`, unchanged, with ``sedd`` registered; sys.argv is restored afterwards."""
+    `argv`, unchanged, with ``sedd`` registered; sys.argv is restored afterwards. The harness's log
+    handler (made once per process) is pointed at the current stderr, so a second call in one
+    process (tests, notebooks) does not write to a stream the first one's caller has closed."""
     import sys
 
     from lm_eval.__main__ import cli_evaluate
 
+    for handler in logging.getLogger("lm_eval").handlers:
+        if type(handler) is logging.StreamHandler:  # the harness's own (not a test's capture handler)
+            with handler.lock:  # not setStream: it flushes the old stream, which may be closed
+                handler.stream = sys.stderr
     saved = sys.argv
     sys.argv = ["lm-eval", *argv]
     try:
