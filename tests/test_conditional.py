@@ -35,11 +35,29 @@ from sedd_cli.noise import GeometricNoise, LogLinearNoise
 
 from .helpers import deterministic_init_
 from .oracle import AbsorbingOracle, ConditionOracle
-from .test_evaluate import EPS, L, V, Oracle, _uniform_exact, toy, uniform_toy  # noqa: F401 (fixtures)
+from .test_evaluate import EPS, L, Oracle, UniformOracle, V, _uniform_exact
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
 N = 2000  # independently seeded copies of one request
+
+
+def _toy_probs() -> torch.Tensor:
+    """test_evaluate's toy law: a random positive table over {0,1,2}^3 (seed 1)."""
+    g = torch.Generator().manual_seed(1)
+    probs = torch.rand(V**L, generator=g, dtype=torch.float64) + 0.2
+    return probs / probs.sum()
+
+
+@pytest.fixture(scope="module")
+def toy():
+    probs = _toy_probs()
+    return Oracle(probs, V, L), probs
+
+
+@pytest.fixture(scope="module")
+def uniform_toy():
+    return UniformOracle(_toy_probs(), V, L)
 
 
 def _agree(configs: torch.Tensor, x0: torch.Tensor, positions) -> torch.Tensor:
@@ -63,7 +81,7 @@ def exact_conditional_part(configs, probs, idx: int, s: int, e: int) -> tuple[fl
     region = list(range(s, e))
     for keep in itertools.product([0, 1], repeat=len(region)):
         p_keep = math.prod(EPS if k else 1 - EPS for k in keep)
-        agree = in_ctx & _agree(configs, x0, [pos for pos, k in zip(region, keep) if k])
+        agree = in_ctx & _agree(configs, x0, [pos for pos, k in zip(region, keep, strict=True) if k])
         value += p_keep * math.log(float(probs[agree].sum()) / p_ctx)
     return nll, value
 
@@ -247,13 +265,25 @@ def test_bounds_and_greedy_do_not_depend_on_the_batch(time_conditioning):
     starts = torch.randint(0, 12, (40,), generator=g).tolist()
     ends = [12] * 40
     seeds = [request_seed(7, row) for row in x0.tolist()]
-    together = [conditional_bound(model, graph, noise, x0, starts, ends, 4, seeds, batch_size=b) for b in (1, 48, 64)]
-    alone = [conditional_bound(model, graph, noise, x0[i : i + 1], starts[i : i + 1], ends[i : i + 1], 4, seeds[i : i + 1]) for i in range(40)]
+    together = [
+        conditional_bound(model, graph, noise, x0, starts, ends, 4, seeds, batch_size=b) for b in (1, 48, 64)
+    ]
+    alone = [
+        conditional_bound(
+            model, graph, noise, x0[i : i + 1], starts[i : i + 1], ends[i : i + 1], 4, seeds[i : i + 1]
+        )
+        for i in range(40)
+    ]
     for res in together[1:]:
         assert torch.equal(res.bound, together[0].bound) and torch.equal(res.stderr, together[0].stderr)
     assert torch.equal(torch.cat([r.bound for r in alone]), together[0].bound)
     greedy = greedy_matches(model, graph, noise, x0, starts, ends, batch_size=64)
-    one = torch.cat([greedy_matches(model, graph, noise, x0[i : i + 1], starts[i : i + 1], ends[i : i + 1]) for i in range(40)])
+    one = torch.cat(
+        [
+            greedy_matches(model, graph, noise, x0[i : i + 1], starts[i : i + 1], ends[i : i + 1])
+            for i in range(40)
+        ]
+    )
     assert torch.equal(greedy, one)
 
 

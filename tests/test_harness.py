@@ -82,7 +82,7 @@ def pack_model(tmp_path_factory) -> Path:
 def _docs() -> list[dict]:
     """36 two-choice questions: after c^n the next letter is c (gold 0, or 1 with the choices swapped)."""
     docs = []
-    for c, other in zip(LETTERS, LETTERS[1:] + LETTERS[0]):
+    for c, other in zip(LETTERS, LETTERS[1:] + LETTERS[0], strict=True):
         for n in (1, 2, 3):
             docs.append({"query": c * n, "choices": [c, other], "gold": 0})
             docs.append({"query": c * n, "choices": [other * 2, c * 2], "gold": 1})
@@ -184,7 +184,9 @@ def test_generation_respects_budget_stops_and_the_context(trained):
     lm = SeddLM(pretrained=str(trained), temperature=0)
 
     def gen(ctx: str, until: list[str], k: int = 3) -> str:
-        return lm.generate_until([Instance("generate_until", {}, (ctx, {"until": until, "max_gen_toks": k}), 0)])[0]
+        return lm.generate_until(
+            [Instance("generate_until", {}, (ctx, {"until": until, "max_gen_toks": k}), 0)]
+        )[0]
 
     for c in LETTERS:
         out = gen(c * 3, [])
@@ -208,7 +210,9 @@ def test_bounds_log_joins_the_logged_samples(trained, tasks, tmp_path):
     """Every request's line: its log-likelihood (the one in the harness's samples, matched by doc_id
     and choice idx), a positive standard error, mc; K = 1 has no standard error."""
     log = tmp_path / "bounds.jsonl"
-    res = _evaluate(f"pretrained={trained},mc=6,bounds_log={log}", tasks, ["sedd_mc"], log_samples=True, limit=4)
+    res = _evaluate(
+        f"pretrained={trained},mc=6,bounds_log={log}", tasks, ["sedd_mc"], log_samples=True, limit=4
+    )
     lines = [json.loads(x) for x in log.read_text().splitlines()]
     assert len(lines) == 8 and all(r["stderr"] > 0 and r["mc"] == 6 for r in lines)
     by_key = {(r["doc_id"], r["idx"]): r["loglikelihood"] for r in lines}

@@ -70,7 +70,11 @@ def test_rolling_on_a_pad_model_is_one_record():
 
 def test_generation_rows_leave_room_for_the_new_tokens():
     g = generation_row(PACK, list(range(3, 9)) * 3, 5)  # 18 context tokens, 5 to generate
-    assert g.slots == (*(list(range(3, 9)) * 3)[-11:], *[None] * 5) and (g.start, g.free, g.truncated) == (11, 5, 7)
+    assert g.slots == (*(list(range(3, 9)) * 3)[-11:], *[None] * 5) and (g.start, g.free, g.truncated) == (
+        11,
+        5,
+        7,
+    )
     assert generation_row(PACK, [], 3).slots == (EOS, None, None, None)
     assert generation_row(PACK, [3], 100).free == 16  # at most the model's length
     p = generation_row(PADL, [3, 4], 100)

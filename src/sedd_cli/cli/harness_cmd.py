@@ -24,7 +24,11 @@ from ._app import command
         "--include_path tasks/ --limit 20 --log_samples --output_path out/",
         "sedd lm-eval run -h",
     ),
-    context_settings={"allow_extra_args": True, "ignore_unknown_options": True, "help_option_names": ["--help"]},
+    context_settings={
+        "allow_extra_args": True,
+        "ignore_unknown_options": True,
+        "help_option_names": ["--help"],
+    },
 )
 def lm_eval_cmd(
     args: Annotated[

@@ -31,7 +31,6 @@ from . import (
     options,
     protocols,
     requests,
-    rows,
     sample_files,
 )
 from .blocks import *  # noqa: F403

@@ -58,7 +58,14 @@ import torch
 
 from ..graph import Absorbing, Graph
 from ..noise import Noise
-from .bound import T_MIN, estimator_for, prior_kl_per_position, reconstruction_term, sigma_at_zero, stratified_times
+from .bound import (
+    T_MIN,
+    estimator_for,
+    prior_kl_per_position,
+    reconstruction_term,
+    sigma_at_zero,
+    stratified_times,
+)
 from .options import check_mc, check_spacing
 from .rows import dwdse_rows, in_passes, lambda_rows, pass_rows
 
@@ -107,7 +114,9 @@ class _Draws:
     other0: torch.Tensor | None
 
 
-def _draws(seeds: Sequence[int], K: int, width: int, dim: int | None, recon: bool, spacing: str, t_min: float) -> _Draws:
+def _draws(
+    seeds: Sequence[int], K: int, width: int, dim: int | None, recon: bool, spacing: str, t_min: float
+) -> _Draws:
     """The draws of each row from its own generator, in the documented order (module docstring)."""
     ts, ws, us, others, u0s, o0s = [], [], [], [], [], []
     for seed in seeds:
@@ -125,7 +134,7 @@ def _draws(seeds: Sequence[int], K: int, width: int, dim: int | None, recon: boo
         if recon:
             u0s.append(torch.rand(width, generator=g, dtype=torch.float64))
             o0s.append(torch.randint(0, dim, (width,), generator=g) if dim is not None else None)
-    stack = (lambda xs: torch.stack(xs) if xs and xs[0] is not None else None)  # noqa: E731
+    stack = lambda xs: torch.stack(xs) if xs and xs[0] is not None else None  # noqa: E731
     return _Draws(torch.stack(ts), torch.stack(ws), torch.stack(us), stack(others), stack(u0s), stack(o0s))
 
 
@@ -138,7 +147,9 @@ def _aligned(values: torch.Tensor, start: torch.Tensor, L: int) -> torch.Tensor:
     return values.gather(-1, idx)
 
 
-def _corrupt(graph: Graph, x0: torch.Tensor, region: torch.Tensor, u: torch.Tensor, move: torch.Tensor, other):
+def _corrupt(
+    graph: Graph, x0: torch.Tensor, region: torch.Tensor, u: torch.Tensor, move: torch.Tensor, other
+):
     """x0 ``[B, L]`` -> ``[B, K, L]``: region positions where u ``[B, K, L]`` < move ``[B, K]`` jump
     to the mask (absorbing) or to `other` ``[B, K, L]`` (uniform)."""
     jump = region[:, None, :] & (u < move[..., None])
@@ -246,4 +257,3 @@ def _device(model: Any) -> torch.device:
         return next(model.parameters()).device
     except (AttributeError, StopIteration):
         return torch.device("cpu")
-

@@ -37,7 +37,9 @@ from .rows import in_passes, pass_rows, token_logits
 __all__ = ["greedy_matches"]
 
 
-def _step(model: Any, graph: Absorbing, x: torch.Tensor, sigma_max: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _step(
+    model: Any, graph: Absorbing, x: torch.Tensor, sigma_max: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """One call on rows `x` ``[B, L]`` that each hold a masked position: (position ``[B]``, token
     ``[B]``) of the most confident (position, token) pair of each row."""
     B, L = x.shape

@@ -45,8 +45,8 @@ except ImportError:  # pragma: no cover - the eval extra is missing
     raise SeddError("the harness adapter needs lm-eval: pip install 'sedd-cli[eval]'") from None
 
 from ..runtime import atomic_write_text
-from ..tokenizers import UnencodableText
 from ..sampling.api import infill_ids
+from ..tokenizers import UnencodableText
 from .bound import estimator_for
 from .conditional import conditional_bound, request_seed
 from .greedy import greedy_matches
@@ -191,7 +191,9 @@ class SeddLM(LM):
 
     def loglikelihood_rolling(self, requests: list[Any], disable_tqdm: bool = False) -> list[float]:
         tok = self.pre.tokenizer
-        windows = _each(requests, lambda req, where: rolling_rows(self.layout, tok.encode(req.args[0]), where))
+        windows = _each(
+            requests, lambda req, where: rolling_rows(self.layout, tok.encode(req.args[0]), where)
+        )
         rows = [r for w in windows for r in w]
         owner = torch.tensor([i for i, w in enumerate(windows) for _ in w], dtype=torch.long)
         bound, se, _ = self._bounds(rows)
@@ -214,24 +216,31 @@ class SeddLM(LM):
             context, gen_kwargs = req.args[0], dict(req.args[1] or {})
             until = gen_kwargs.get("until") or []
             until = [until] if isinstance(until, str) else list(until)
-            return generation_row(self.layout, tok.encode(context), gen_kwargs.get("max_gen_toks", 256), where), until
+            return generation_row(
+                self.layout, tok.encode(context), gen_kwargs.get("max_gen_toks", 256), where
+            ), until
 
         out = []
-        for req, (row, until) in zip(requests, _each(requests, plan)):
+        for req, (row, until) in zip(requests, _each(requests, plan), strict=True):
+            seed = request_seed(o.seed, *row.seed_parts)
             ids = infill_ids(
-                self.pre, row.slots, steps=o.steps, predictor=o.predictor, seed=request_seed(o.seed, *row.seed_parts),
+                self.pre, row.slots, steps=o.steps, predictor=o.predictor, seed=seed,
                 temperature=o.temperature, top_p=o.top_p,
             )  # fmt: skip
             text = generated_text(self.layout, tok, ids[0, row.start : row.start + row.free].tolist(), until)
             out.append(text)
             self.cache_hook.add_partial("generate_until", req.args, text)
-            self._record(req, "generate_until", None, None, None, free=row.free, truncated=row.truncated, text=text)
+            self._record(
+                req, "generate_until", None, None, None, free=row.free, truncated=row.truncated, text=text
+            )
         self._write_log()
         return out
 
     # --- the Monte Carlo error, visible -----------------------------------------------------------
 
-    def _record(self, req: Any, kind: str, ll: float | None, se: float | None, row: ScoreRow | None, **extra: Any) -> None:
+    def _record(
+        self, req: Any, kind: str, ll: float | None, se: float | None, row: ScoreRow | None, **extra: Any
+    ) -> None:
         rec: dict[str, Any] = {
             "request": kind,
             "task": getattr(req, "task_name", None),
@@ -239,7 +248,11 @@ class SeddLM(LM):
             "idx": getattr(req, "idx", None),
         }
         if ll is not None:
-            rec |= {"loglikelihood": ll, "stderr": None if se is None or math.isnan(se) else se, "mc": self.options.mc}
+            rec |= {
+                "loglikelihood": ll,
+                "stderr": None if se is None or math.isnan(se) else se,
+                "mc": self.options.mc,
+            }
             rec["estimator"] = self.estimator
         if row is not None:
             rec |= {"scored_positions": row.scored, "row_length": len(row.ids), "truncated": row.truncated}

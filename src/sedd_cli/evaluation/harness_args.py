@@ -10,25 +10,26 @@ where it exists here, else ``auto``.
 
 | key | meaning | default |
 |---|---|---|
-| pretrained | MODEL: anything `sedd` accepts (run, checkpoint, model folder, hub id, RADD folder) | required |
+| pretrained | MODEL: a run, checkpoint, model folder, hub id or RADD folder | required |
 | mc | K, time samples per request (each one network row) | 32 |
 | batch_size | sequences per forward pass (rounded up to a multiple of 16) | 16 |
 | seed | the seed hashed with every request's tokens | 0 |
 | device | auto, cpu, cuda, cuda:N, mps | auto |
 | weights | ema or model (where a checkpoint holds both) | ema |
-| predictor, steps, temperature, top_p | the sampler of ``generate_until`` | the model's ``sample:`` settings |
-| greedy | compute ``is_greedy`` (false: report False, skip the greedy fill's network calls) | true |
+| predictor, steps, temperature, top_p | ``generate_until``'s sampler | the model's ``sample:`` settings |
+| greedy | compute ``is_greedy`` (false: report False, skip the greedy fill's calls) | true |
 | bounds_log | a JSONL file: one line per request, with the bound's standard error | none |
 """
 
 from __future__ import annotations
 
 import difflib
+import typing
 from dataclasses import dataclass
 from typing import Any
 
 from ..checkpoints.weights import check_weights
-from ..config import check_seed, check_shaping
+from ..config import check_seed, check_shaping, convert_value
 from ..errors import SeddError
 from ..sampling.checks import check_steps
 from ..sampling.predictors import check_predictor
@@ -97,29 +98,6 @@ def _present(device: str) -> bool:
     return False
 
 
-def _integer(value: Any) -> Any:
-    """An int from the harness's typed values: ints stay, a string of digits becomes one."""
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value.strip())
-    return value
-
-
-def _number(value: Any, key: str) -> float | None:
-    if value is None:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise SeddError(f"model_args {key} must be a number, got {value!r}")
-    return float(value)
-
-
-def _flag(value: Any, key: str) -> bool:
-    if isinstance(value, bool):
-        return value
-    if isinstance(value, str) and value.lower() in ("true", "false"):
-        return value.lower() == "true"
-    raise SeddError(f"model_args {key} must be true or false, got {value!r}")
-
-
 def _unknown(args: dict[str, Any]) -> None:
     for key in args:
         if key not in MODEL_ARGS:
@@ -132,36 +110,33 @@ def _unknown(args: dict[str, Any]) -> None:
 
 
 def harness_options(args: dict[str, Any]) -> HarnessOptions:
-    """Check every key of `args` (the merged ``model_args``) once; SeddError names the key."""
+    """Check every key of `args` (the merged ``model_args``) once; SeddError names the key. Values
+    are converted to the fields' types as a config file's are (`config.convert_value`), then
+    checked by the same functions as the options of ``sedd perplexity`` / ``sedd sample``."""
     _unknown(args)
     if args.get("pretrained") in (None, ""):
         raise SeddError(
             "model_args pretrained is required: --model_args pretrained=MODEL (a run, checkpoint, "
             "model folder, hub id or RADD folder)"
         )
-    batch = _integer(args.get("batch_size", 16))
-    if isinstance(batch, str) and batch.startswith("auto"):
-        raise SeddError("batch_size auto is not supported by --model sedd: give a number (sequences per pass)")
-    opts = HarnessOptions(
-        pretrained=str(args["pretrained"]),
-        mc=check_mc(_integer(args.get("mc", 32)), "model_args mc"),
-        batch_size=check_batch_size(batch, "model_args batch_size"),
-        seed=check_seed(_integer(args.get("seed", 0)), "model_args seed"),
-        device=str(args.get("device", "auto")),
-        weights=str(args.get("weights", "ema")),
-        predictor=None if args.get("predictor") is None else str(args["predictor"]),
-        steps=_integer(args.get("steps")),
-        temperature=_number(args.get("temperature"), "temperature"),
-        top_p=_number(args.get("top_p"), "top_p"),
-        greedy=_flag(args.get("greedy", True), "greedy"),
-        bounds_log=None if args.get("bounds_log") in (None, "") else str(args["bounds_log"]),
-    )
+    if str(args.get("batch_size", "")).startswith("auto"):
+        raise SeddError(
+            "batch_size auto is not supported by --model sedd: give a number (sequences per pass)"
+        )
+    hints = typing.get_type_hints(HarnessOptions)
+    given = {
+        key: convert_value(f"model_args {key}", value, hints[key])
+        for key, value in args.items()
+        if key in hints and value is not None
+    }
+    opts = HarnessOptions(**given)
+    check_mc(opts.mc, "model_args mc")
+    check_batch_size(opts.batch_size, "model_args batch_size")
+    check_seed(opts.seed, "model_args seed")
     check_weights(opts.weights, "model_args ")
     if opts.predictor is not None:
         check_predictor(opts.predictor, "model_args predictor")
     if opts.steps is not None:
-        if isinstance(opts.steps, bool) or not isinstance(opts.steps, int):
-            raise SeddError(f"model_args steps must be a whole number, got {opts.steps!r}")
         check_steps(opts.steps, "model_args steps")
     check_shaping(
         1.0 if opts.temperature is None else opts.temperature,

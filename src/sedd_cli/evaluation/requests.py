@@ -41,7 +41,16 @@ from typing import Any
 
 from ..errors import SeddError
 
-__all__ = ["Layout", "ScoreRow", "encode_pair", "score_row", "rolling_rows", "GenerationRow", "generation_row", "generated_text"]
+__all__ = [
+    "Layout",
+    "ScoreRow",
+    "encode_pair",
+    "score_row",
+    "rolling_rows",
+    "GenerationRow",
+    "generation_row",
+    "generated_text",
+]
 
 
 @dataclass(frozen=True)
@@ -128,7 +137,9 @@ def rolling_rows(layout: Layout, ids: Sequence[int], what: str = "the text") -> 
     ids = list(ids)
     if layout.kind == "pad":
         return [score_row(layout, [], ids, what)]
-    return [score_row(layout, ids[:offset], ids[offset : offset + L], what) for offset in range(0, len(ids), L)]
+    return [
+        score_row(layout, ids[:offset], ids[offset : offset + L], what) for offset in range(0, len(ids), L)
+    ]
 
 
 @dataclass(frozen=True)
@@ -143,7 +154,9 @@ class GenerationRow:
     seed_parts: tuple[tuple[int, ...], ...]
 
 
-def generation_row(layout: Layout, ctx: Sequence[int], max_gen_toks: int, what: str = "the request") -> GenerationRow:
+def generation_row(
+    layout: Layout, ctx: Sequence[int], max_gen_toks: int, what: str = "the request"
+) -> GenerationRow:
     """Context then min(max_gen_toks, room) free slots (module docstring)."""
     L = layout.length
     if isinstance(max_gen_toks, bool) or not isinstance(max_gen_toks, int) or max_gen_toks < 1:

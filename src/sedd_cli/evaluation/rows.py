@@ -30,7 +30,16 @@ import torch
 from ..graph import Absorbing, Graph
 from ..sampling.network import PAD_ROWS, time_independent
 
-__all__ = ["PAD_ROWS", "pass_rows", "in_passes", "padded", "trunk", "dwdse_rows", "lambda_rows", "token_logits"]
+__all__ = [
+    "PAD_ROWS",
+    "pass_rows",
+    "in_passes",
+    "padded",
+    "trunk",
+    "dwdse_rows",
+    "lambda_rows",
+    "token_logits",
+]
 
 
 def pass_rows(batch_size: int) -> int:
@@ -56,7 +65,7 @@ def in_passes(fn: Callable[..., Any], *tensors: torch.Tensor, rows: int) -> Any:
         got = fn(*chunk)
         outs.append(tuple(g[:n] for g in got) if isinstance(got, tuple) else got[:n])
     if outs and isinstance(outs[0], tuple):
-        return tuple(torch.cat(parts) for parts in zip(*outs))
+        return tuple(torch.cat(parts) for parts in zip(*outs, strict=True))
     return torch.cat(outs)
 
 
