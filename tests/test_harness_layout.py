@@ -90,3 +90,24 @@ def test_generated_text_stops_at_end_of_text_pad_and_stop_strings(tok):
     assert generated_text(PACK, tok, ids, []) == "ab cd"
     assert generated_text(PACK, tok, ids, [" c", "b"]) == "a"  # the earliest stop wins
     assert generated_text(PADL, tok, tok.encode("abc") + [PAD] + tok.encode("d"), ["zz"]) == "abc"
+
+
+def test_without_the_eval_extra_lm_eval_is_one_line(monkeypatch):
+    """lm-eval absent (hidden here): `sedd lm-eval` says which extra to install, in one line, and
+    `sedd_cli.evaluation` (the bound, the layouts, the model_args) imports without it."""
+    import sys
+
+    from typer.testing import CliRunner
+
+    from sedd_cli.cli import app
+
+    for name in [m for m in sys.modules if m == "lm_eval" or m.startswith("lm_eval.")]:
+        monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, "lm_eval", None)
+    monkeypatch.delitem(sys.modules, "sedd_cli.evaluation.harness", raising=False)
+    r = CliRunner().invoke(app, ["lm-eval", "--model", "sedd", "--tasks", "x"])
+    assert r.exit_code == 1
+    assert r.stderr.strip() == "error: the harness adapter needs lm-eval: pip install 'sedd-cli[eval]'"
+    import sedd_cli.evaluation as evaluation
+
+    assert callable(evaluation.conditional_bound) and callable(evaluation.harness_options)
