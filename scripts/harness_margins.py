@@ -1,6 +1,6 @@
 """How large must mc be for a multiple-choice margin to be resolved? Figures for docs/evaluation.md.
 
-    python scripts/harness_margins.py [--mc 32] [--steps 300]
+    python scripts/harness_margins.py [--mc 32] [--steps 300] [--batch-size 16]
 
 Trains the tiny model of tests/test_harness.py (pad layout, 300 steps on the words c^n, c in
 a..f, n = 2..6; a few seconds on one CPU core) in a temporary folder, then bounds the 72 answers of
@@ -68,6 +68,9 @@ def main() -> None:
     ap.add_argument("--mc", type=int, default=32)
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--z", type=float, default=2.0)
+    ap.add_argument(
+        "--batch-size", type=int, default=16, help="sequences per forward pass (model_args batch_size)"
+    )
     args = ap.parse_args()
     torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
@@ -81,7 +84,7 @@ def main() -> None:
     start = time.perf_counter()
     res = conditional_bound(
         pre.model, pre.graph, pre.noise, x0, [r.start for r in rows], [r.end for r in rows], args.mc,
-        [request_seed(0, *r.seed_parts) for r in rows], width=layout.length,
+        [request_seed(0, *r.seed_parts) for r in rows], width=layout.length, batch_size=args.batch_size,
     )  # fmt: skip
     seconds = time.perf_counter() - start
     v, K = res.values, args.mc

@@ -88,7 +88,8 @@ def exact_conditional_part(configs, probs, idx: int, s: int, e: int) -> tuple[fl
 
 def _copies(model, graph, noise, row, s, e, mc=8, n=N, seed0=0):
     x0 = torch.tensor([row]).expand(n, -1)
-    return conditional_bound(model, graph, noise, x0, [s] * n, [e] * n, mc, list(range(seed0, seed0 + n)))
+    seeds = list(range(seed0, seed0 + n))
+    return conditional_bound(model, graph, noise, x0, [s] * n, [e] * n, mc, seeds, batch_size=1024)
 
 
 def _mean_se(b: torch.Tensor) -> tuple[float, float]:

@@ -38,12 +38,15 @@ smoothly with t, so the figure is on the safe side, and it falls as 1/sqrt(K) (i
 
 **Seeds and batches.** Every row has its own CPU generator, seeded by the caller (the harness
 adapter hashes the seed with the request's context: `request_seed`). It draws, in order, the
-offset u, then for each k a float64 uniform U_k ``[width]`` (and for the uniform graph a token
-``[width]``), and for the reconstruction term one more pair. Region position s + j is corrupted
-when U_k[j] < 1 - e^-sigma(t_k) (lambda_k): the draws are indexed from the region's start, so
-two continuations of one context share their times and masks (common random numbers: the
-difference of their bounds has a smaller error than either). The network runs on rows in passes
-of whole tiles (`rows`), so a row's bound does not depend on the rows it is batched with.
+offset u of the K times, then K float64 uniform vectors U ``[K, width]`` in one draw (and for the
+uniform graph K token vectors ``[K, width]``), then, for the reconstruction term, one more pair.
+Region position s + j is corrupted at sample k when U[k, j] < 1 - e^-sigma(t_k) (lambda_k): the
+draws are indexed from the region's start, so two continuations of one context share their times
+and masks (common random numbers: the difference of their bounds has a smaller error than
+either). The network runs on (row, sample) pairs in row-major order, in passes of whole tiles
+(`rows`); a row's U is drawn when a pass first needs it and dropped after its last sample, so
+memory holds about one pass of draws, and a row's bound does not depend on the rows it is batched
+with.
 """
 
 from __future__ import annotations
@@ -67,7 +70,7 @@ from .bound import (
     stratified_times,
 )
 from .options import check_mc, check_spacing
-from .rows import dwdse_rows, in_passes, lambda_rows, pass_rows
+from .rows import dwdse_rows, in_passes, lambda_rows, padded, pass_rows
 
 __all__ = ["ConditionalBounds", "conditional_bound", "request_seed", "region_mask"]
 
@@ -101,60 +104,76 @@ def region_mask(L: int, start: Sequence[int], end: Sequence[int]) -> torch.Tenso
     return (pos[None] >= s) & (pos[None] < e)
 
 
-@dataclass
 class _Draws:
-    """Every row's random draws (CPU): times or masking probabilities and their weights ``[B, K]``,
-    uniforms ``[B, K, width]`` (and tokens for the uniform graph), the reconstruction pair."""
+    """Every row's generator (CPU) and its K times (or masking probabilities) and weights ``[B, K]``,
+    drawn first; then, when a pass first needs row i, its K uniform vectors ``[K, width]`` (float64;
+    and K token vectors for the uniform graph) in one draw each, kept until its last sample is done
+    (memory: one pass of rows, not B K); the reconstruction pair, when needed, comes last."""
 
-    t: torch.Tensor
-    weight: torch.Tensor
-    u: torch.Tensor
-    other: torch.Tensor | None
-    u0: torch.Tensor | None
-    other0: torch.Tensor | None
+    def __init__(self, seeds: Sequence[int], K: int, width: int, dim: int | None, spacing: str, t_min: float):
+        self.gens = [torch.Generator().manual_seed(int(seed)) for seed in seeds]
+        tw = [stratified_times(1, K, generator=g, t_min=t_min, spacing=spacing) for g in self.gens]
+        self.t = torch.stack([t[:, 0] for t, _ in tw])  # [B, K]
+        self.weight = torch.stack([w[:, 0] for _, w in tw])  # [B, K] float64
+        self.K, self.width, self.dim = K, width, dim
+        self._held: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
+
+    def _pair(self, i: int, *shape: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        g = self.gens[i]
+        u = torch.rand(*shape, self.width, generator=g, dtype=torch.float64)
+        other = None if self.dim is None else torch.randint(0, self.dim, (*shape, self.width), generator=g)
+        return u, other
+
+    def samples(self, i: torch.Tensor, k: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The draws ``[n, width]`` of the (row, sample) pairs (i, k) of one pass, in row-major order
+        (each row's samples a contiguous run); a row's block is released after its last sample."""
+        us, others = [], []
+        for a, lo, hi in _runs(i.tolist(), k.tolist()):
+            if a not in self._held:
+                self._held[a] = self._pair(a, self.K)
+            u, other = self._held[a]
+            us.append(u[lo:hi])
+            others.append(other[lo:hi] if other is not None else None)
+            if hi == self.K:
+                del self._held[a]
+        return torch.cat(us), (None if self.dim is None else torch.cat(others))
+
+    def reconstruction(self, i: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Row i's draw for x' (after its K samples' draws)."""
+        return self._pair(i)
 
 
-def _draws(
-    seeds: Sequence[int], K: int, width: int, dim: int | None, recon: bool, spacing: str, t_min: float
-) -> _Draws:
-    """The draws of each row from its own generator, in the documented order (module docstring)."""
-    ts, ws, us, others, u0s, o0s = [], [], [], [], [], []
-    for seed in seeds:
-        g = torch.Generator().manual_seed(int(seed))
-        t, w = stratified_times(1, K, generator=g, t_min=t_min, spacing=spacing)  # [K, 1]
-        ts.append(t[:, 0])
-        ws.append(w[:, 0])
-        u, o = [], []
-        for _ in range(K):
-            u.append(torch.rand(width, generator=g, dtype=torch.float64))
-            if dim is not None:
-                o.append(torch.randint(0, dim, (width,), generator=g))
-        us.append(torch.stack(u))
-        others.append(torch.stack(o) if o else None)
-        if recon:
-            u0s.append(torch.rand(width, generator=g, dtype=torch.float64))
-            o0s.append(torch.randint(0, dim, (width,), generator=g) if dim is not None else None)
-    stack = lambda xs: torch.stack(xs) if xs and xs[0] is not None else None  # noqa: E731
-    return _Draws(torch.stack(ts), torch.stack(ws), torch.stack(us), stack(others), stack(u0s), stack(o0s))
+def _runs(rows: list[int], samples: list[int]) -> list[tuple[int, int, int]]:
+    """(row, first sample, last sample + 1) of each run of consecutive pairs of one row."""
+    out: list[tuple[int, int, int]] = []
+    for a, b in zip(rows, samples, strict=True):
+        if out and out[-1][0] == a and out[-1][2] == b:
+            out[-1] = (a, out[-1][1], b + 1)
+        else:
+            out.append((a, b, b + 1))
+    return out
 
 
 def _aligned(values: torch.Tensor, start: torch.Tensor, L: int) -> torch.Tensor:
-    """``[B, ..., width]`` draws indexed from each row's region start -> ``[B, ..., L]`` (row
-    position p reads draw p - start_i; positions outside the region read a clamped index)."""
-    width = values.shape[-1]
-    idx = (torch.arange(L)[None] - start[:, None]).clamp(0, width - 1)  # [B, L]
-    idx = idx.view(idx.shape[0], *([1] * (values.dim() - 2)), L).expand(*values.shape[:-1], L)
+    """Draws ``[n, width]`` indexed from each row's region start -> ``[n, L]``: row position p reads
+    draw p - start (positions outside the region read a clamped index and are not used)."""
+    idx = (torch.arange(L)[None] - start[:, None]).clamp(0, values.shape[-1] - 1)  # [n, L]
     return values.gather(-1, idx)
 
 
-def _corrupt(
-    graph: Graph, x0: torch.Tensor, region: torch.Tensor, u: torch.Tensor, move: torch.Tensor, other
-):
-    """x0 ``[B, L]`` -> ``[B, K, L]``: region positions where u ``[B, K, L]`` < move ``[B, K]`` jump
-    to the mask (absorbing) or to `other` ``[B, K, L]`` (uniform)."""
-    jump = region[:, None, :] & (u < move[..., None])
-    target = graph.mask_id if isinstance(graph, Absorbing) else other
-    return torch.where(jump, target, x0[:, None, :])
+def _corrupt(graph: Graph, x0, region, start, u, other, move: torch.Tensor) -> torch.Tensor:
+    """x0 ``[n, L]`` with its region positions jumping where the aligned U < `move` ``[n]``: to the
+    mask (absorbing) or to the aligned drawn token (uniform)."""
+    L = x0.shape[1]
+    jump = region & (_aligned(u, start, L) < move[:, None])
+    target = graph.mask_id if isinstance(graph, Absorbing) else _aligned(other, start, L)
+    return torch.where(jump, target, x0)
+
+
+def _pass(fn: Any, tensors: tuple[torch.Tensor, ...], device: torch.device) -> torch.Tensor:
+    """`fn` on `tensors` (``[n, ...]`` each) padded to whole tiles and moved to `device`; ``[n]`` (CPU)."""
+    n = tensors[0].shape[0]
+    return fn(*(padded(t).to(device) for t in tensors))[:n].cpu()
 
 
 def _check_regions(L: int, width: int, start: torch.Tensor, end: torch.Tensor) -> None:
@@ -197,7 +216,7 @@ def conditional_bound(
     estimator = estimator_for(model, graph)
     recon = estimator == "dwdse" and sigma_at_zero(noise) > 0
     dim = None if isinstance(graph, Absorbing) else graph.dim
-    d = _draws(seeds, mc, width, dim, recon, spacing, t_min)
+    d = _Draws(seeds, mc, width, dim, spacing, t_min)
     x0c = x0.detach().cpu().long()
     region = region_mask(L, s, e)
     loss = _diffusion(model, graph, noise, x0c, region, s, d, estimator, pass_rows(batch_size))  # [B, K]
@@ -212,38 +231,42 @@ def conditional_bound(
 
 
 def _diffusion(model, graph, noise, x0, region, s, d: _Draws, estimator: str, rows: int) -> torch.Tensor:
-    """The unweighted integrand samples ``[B, K]`` (float64): one forward row per (row, k)."""
+    """The unweighted integrand samples ``[B, K]`` (float64): one network row per (row i, sample k),
+    in row-major order, `rows` to a pass; each pass draws its corruptions as it goes."""
     B, L = x0.shape
     K = d.t.shape[1]
-    u = _aligned(d.u, s, L)  # [B, K, L]
-    other = _aligned(d.other, s, L) if d.other is not None else None
     if estimator == "lambda-dce":
-        lam = d.t.double()  # [B, K], the masking probabilities
-        xt = _corrupt(graph, x0, region, u, lam, other)
-        fn = lambda a, b, c: lambda_rows(model, graph, a, b, c)  # noqa: E731
-        flat = (x0.repeat_interleave(K, 0), xt.reshape(B * K, L), lam.reshape(-1).float())
+        move = d.t.double()  # [B, K], the masking probabilities lambda
+        extra: tuple[torch.Tensor, ...] = (d.t,)
+        fn = lambda a, b, lam: lambda_rows(model, graph, a, b, lam)  # noqa: E731
     else:
         sigma, dsigma = noise(d.t)  # [B, K]
-        xt = _corrupt(graph, x0, region, u, -torch.expm1(-sigma.double()), other)
-        fn = lambda a, b, c, e, f: dwdse_rows(model, graph, a, b, c, e, f)  # noqa: E731
-        flat = (
-            x0.repeat_interleave(K, 0),
-            xt.reshape(B * K, L),
-            sigma.reshape(-1).float(),
-            dsigma.reshape(-1).float(),
-            region.repeat_interleave(K, 0),
-        )
+        move = -torch.expm1(-sigma.double())  # 1 - e^-sigma
+        extra = (sigma.float(), dsigma.float())
+        fn = lambda a, b, sg, ds, r: dwdse_rows(model, graph, a, b, sg, ds, r)  # noqa: E731
     dev = _device(model)
-    out = in_passes(lambda *c: fn(*(t.to(dev) for t in c)), *flat, rows=rows)
-    return out.cpu().view(B, K)
+    out = torch.empty(B * K, dtype=torch.float64)
+    for lo in range(0, B * K, rows):
+        flat = torch.arange(lo, min(lo + rows, B * K))
+        i, k = flat // K, flat % K
+        u, other = d.samples(i, k)  # [n, width]
+        xt = _corrupt(graph, x0[i], region[i], s[i], u, other, move[i, k])  # [n, L]
+        tensors = (x0[i], xt, *(t[i, k] for t in extra))
+        if estimator != "lambda-dce":
+            tensors = (*tensors, region[i])
+        out[lo : lo + len(flat)] = _pass(fn, tensors, dev)
+    return out.view(B, K)
 
 
 def _reconstruction(model, graph, noise, x0, region, s, d: _Draws, rows: int) -> torch.Tensor:
-    """R_0 per row ``[B]``: one x' that corrupts the region at sigma(0), decoded over the region."""
-    L = x0.shape[1]
-    p0 = torch.full((x0.shape[0], 1), -math.expm1(-sigma_at_zero(noise)), dtype=torch.float64)
-    other = _aligned(d.other0[:, None], s, L) if d.other0 is not None else None
-    xp = _corrupt(graph, x0, region, _aligned(d.u0[:, None], s, L), p0, other)[:, 0]  # [B, L]
+    """R_0 per row ``[B]``: one x' that corrupts the region at sigma(0) (each row's draw after its K
+    corruption draws), decoded over the region."""
+    B = x0.shape[0]
+    p0 = torch.full((B,), -math.expm1(-sigma_at_zero(noise)), dtype=torch.float64)
+    draws = [d.reconstruction(a) for a in range(B)]
+    u = torch.stack([u for u, _ in draws])
+    other = None if d.dim is None else torch.stack([o for _, o in draws])
+    xp = _corrupt(graph, x0, region, s, u, other, p0)  # [B, L]
     dev = _device(model)
 
     def fn(a, b, c):

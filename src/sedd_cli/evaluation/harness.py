@@ -78,6 +78,14 @@ def _each(requests: list[Any], build: Callable[[Any, str], Any]) -> list[Any]:
     return out
 
 
+def _by_length(rows: list[ScoreRow]) -> list[list[int]]:
+    """The indices of `rows` grouped by row length (a forward pass needs one length), shortest first."""
+    groups: dict[int, list[int]] = defaultdict(list)
+    for i, r in enumerate(rows):
+        groups[len(r.ids)].append(i)
+    return [groups[n] for n in sorted(groups)]
+
+
 def run_harness(argv: list[str]) -> None:
     """The harness's own command line (``lm_eval.__main__.cli_evaluate``, which reads sys.argv) on
     `argv`, unchanged, with ``sedd`` registered; sys.argv is restored afterwards. The harness's log
@@ -139,10 +147,7 @@ class SeddLM(LM):
         bound = torch.zeros(N, dtype=torch.float64)
         se = torch.zeros(N, dtype=torch.float64)
         values: list[torch.Tensor] = [torch.zeros(0)] * N
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, r in enumerate(rows):
-            groups[len(r.ids)].append(i)
-        for _, idx in sorted(groups.items()):
+        for idx in _by_length(rows):
             res = conditional_bound(
                 pre.model, pre.graph, pre.noise,
                 torch.tensor([rows[i].ids for i in idx], dtype=torch.long),
@@ -159,10 +164,7 @@ class SeddLM(LM):
         if not self.options.greedy:
             return [False] * len(rows)
         out = [False] * len(rows)
-        groups: dict[int, list[int]] = defaultdict(list)
-        for i, r in enumerate(rows):
-            groups[len(r.ids)].append(i)
-        for _, idx in sorted(groups.items()):
+        for idx in _by_length(rows):
             got = greedy_matches(
                 self.pre.model, self.pre.graph, self.pre.noise,
                 torch.tensor([rows[i].ids for i in idx], dtype=torch.long),
