@@ -308,14 +308,18 @@ def test_requests_that_cannot_be_scored_stop_before_any_work(trained, tmp_path):
 
 
 @pytest.mark.usefixtures("local_tasks_only")
-def test_cli_error_is_one_line_without_traceback(trained, tasks):
-    """``sedd lm-eval`` with a bad model_arg: exit 1, the last stderr line is the one error (the lines
-    before it are the harness's own logs), no traceback."""
-    r = CliRunner().invoke(
-        app,
-        ["lm-eval", "--model", "sedd", "--model_args", f"pretrained={trained},mc=0", "--tasks", "sedd_mc",
-         "--include_path", str(tasks)],
-    )  # fmt: skip
+@pytest.mark.parametrize(
+    "model_args, tasks_arg, message",
+    [
+        ("mc=0", "sedd_mc", "error: model_args mc must be an integer"),
+        ("mc=2", "no_such_task", "error: lm-eval: Tasks not found: no_such_task"),
+    ],
+)
+def test_cli_error_is_one_line_without_traceback(trained, tasks, model_args, tasks_arg, message):
+    """``sedd lm-eval`` with a bad model_arg, or a task the harness does not find: exit 1, the last
+    stderr line is the one error (the lines before it are the harness's own logs), no traceback."""
+    argv = ["--model", "sedd", "--model_args", f"pretrained={trained},{model_args}", "--tasks", tasks_arg]
+    r = CliRunner().invoke(app, ["lm-eval", *argv, "--include_path", str(tasks)])
     assert r.exit_code == 1
-    assert r.stderr.strip().splitlines()[-1].startswith("error: model_args mc must be an integer")
+    assert r.stderr.strip().splitlines()[-1].startswith(message)
     assert "Traceback" not in r.stderr

@@ -30,6 +30,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 from collections import defaultdict
 from collections.abc import Callable
 from typing import Any
@@ -88,7 +89,9 @@ def _by_length(rows: list[ScoreRow]) -> list[list[int]]:
 
 def run_harness(argv: list[str]) -> None:
     """The harness's own command line (``lm_eval.__main__.cli_evaluate``, which reads sys.argv) on
-    `argv`, unchanged, with ``sedd`` registered; sys.argv is restored afterwards. The harness's log
+    `argv`, unchanged, with ``sedd`` registered; sys.argv is restored afterwards. A ValueError of
+    the harness (how it refuses its arguments: an unknown task, --limit with --samples) becomes one
+    line, ``lm-eval: ...`` (``SEDD_DEBUG=1``: the traceback). The harness's log
     handler (made once per process) is pointed at the current stderr, so a second call in one
     process (tests, notebooks) does not write to a stream the first one's caller has closed."""
     import sys
@@ -103,6 +106,11 @@ def run_harness(argv: list[str]) -> None:
     sys.argv = ["lm-eval", *argv]
     try:
         cli_evaluate()
+    except ValueError as exc:  # the harness's own checks of its arguments (e.g. "Tasks not found")
+        if os.environ.get("SEDD_DEBUG"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise SeddError(f"lm-eval: {first}") from None
     finally:
         sys.argv = saved
 
