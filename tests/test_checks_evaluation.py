@@ -37,8 +37,8 @@ NO_MODEL = "no/such/model"  # loading it would fail with another message
 # (option, argv after `sedd perplexity`, fragment); placeholders are filled by the `files` fixture
 CLI_ROWS = [
     # the bound: every option is checked before the model is loaded
-    ("--mc", [NO_MODEL, "--data", "TEXT", "--mc", "0"], "--mc must be an integer from 1 to"),
-    ("--mc", [NO_MODEL, "--data", "TEXT", "--mc", "10001"], "--mc must be an integer from 1 to"),
+    ("--mc", [NO_MODEL, "--data", "TEXT", "--mc", "0"], " must be an integer from 1 to"),
+    ("--mc", [NO_MODEL, "--data", "TEXT", "--mc", "10001"], " must be an integer from 1 to"),
     ("--batch-size", [NO_MODEL, "--data", "TEXT", "--batch-size", "0"], "at least 1 (blocks or sequences"),
     (
         "--time-spacing",
@@ -53,7 +53,11 @@ CLI_ROWS = [
     ("--data (tokens)", ["MODEL", "--data", "wikitext2"], "uses GPT-2 tokens but the model's tokenizer"),
     # generative perplexity: checked before any model is loaded or sampled
     ("--batch-size", ["--generative", "SAMPLES", "--batch-size", "0"], "at least 1 (blocks or sequences"),
-    ("--mc", ["--generative", "SAMPLES", "--eval-model", f"sedd:{NO_MODEL}", "--mc", "0"], "--mc must be an"),
+    (
+        "--mc",
+        ["--generative", "SAMPLES", "--eval-model", f"sedd:{NO_MODEL}", "--mc", "0"],
+        " must be an integer from 1 to",
+    ),
     ("--num-samples", ["--generative", "DIR", "--num-samples", "0"], "--num-samples must be at least 1"),
     ("--generative", ["--generative", "MISSING"], "is neither a samples file nor a model folder"),
     ("--generative", ["--generative", "EMPTY"], "holds no samples"),
@@ -118,7 +122,7 @@ LIBRARY_ROWS = [
         lambda tiny, tmp: summarize_samples([SampleScore([1], 0.0, 0)]),
         "every sample is too short to score",
     ),
-    ("--mc (API)", lambda tiny, tmp: perplexity(NO_MODEL, mc=2.5), "--mc must be an integer from 1 to"),
+    ("--mc (API)", lambda tiny, tmp: perplexity(NO_MODEL, mc=2.5), " must be an integer from 1 to"),
     ("--split (API)", lambda tiny, tmp: perplexity(NO_MODEL, split="dev"), "--split must be one of"),
 ]
 
@@ -128,4 +132,67 @@ def test_library_input_is_checked_once(what, call, fragment, tiny, tmp_path):
     with pytest.raises(SeddError) as info:
         call(tiny, tmp_path)
     assert fragment in str(info.value) and "\n" not in str(info.value)
+    assert_checked_once(fragment)
+
+
+# --- the harness model's model_args (`sedd lm-eval --model sedd --model_args ...`) ----------------
+
+# (key, model_args, the message names, the fragment with one origin in the library); all checked
+# by `harness_options` before any model is loaded (the model path does not exist)
+HARNESS_ROWS = [
+    ("unknown key", {"pretrained": NO_MODEL, "mcc": 8}, "did you mean 'mc'?", "unknown model_args key "),
+    ("pretrained", {"mc": 8}, "model_args pretrained is required", "model_args pretrained is required"),
+    ("mc", {"pretrained": NO_MODEL, "mc": 0}, "model_args mc must", " must be an integer from 1 to "),
+    (
+        "batch_size",
+        {"pretrained": NO_MODEL, "batch_size": 0},
+        "model_args batch_size",
+        " must be at least 1 (blocks or",
+    ),
+    (
+        "batch_size",
+        {"pretrained": NO_MODEL, "batch_size": "auto"},
+        "not supported",
+        "batch_size auto is not supported",
+    ),
+    (
+        "seed",
+        {"pretrained": NO_MODEL, "seed": -1},
+        "model_args seed",
+        " must be an integer in [0, 2**63 - 1]",
+    ),
+    ("weights", {"pretrained": NO_MODEL, "weights": "best"}, "model_args weights", "weights must be one of "),
+    (
+        "predictor",
+        {"pretrained": NO_MODEL, "predictor": "fast"},
+        "model_args predictor",
+        ": unknown predictor ",
+    ),
+    ("steps", {"pretrained": NO_MODEL, "steps": 0}, "model_args steps", " reverse-process steps, got "),
+    (
+        "temperature",
+        {"pretrained": NO_MODEL, "temperature": -1},
+        "model_args temperature",
+        " must be 0 (arg-max) or",
+    ),
+    ("top_p", {"pretrained": NO_MODEL, "top_p": 0}, "model_args top_p", " must be in (0, 1], got "),
+    (
+        "greedy",
+        {"pretrained": NO_MODEL, "greedy": "maybe"},
+        "model_args greedy",
+        " must be true or false, got ",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    "key, args, names, fragment", HARNESS_ROWS, ids=[f"{r[0]}:{r[3][:20]}" for r in HARNESS_ROWS]
+)
+def test_harness_model_args_are_checked_once(key, args, names, fragment):
+    from sedd_cli.evaluation import harness_options
+
+    with pytest.raises(SeddError) as info:
+        harness_options(args)
+    message = str(info.value)
+    assert names in message and fragment in message and "\n" not in message
     assert_checked_once(fragment)

@@ -33,6 +33,7 @@ def test_every_command_is_documented_with_examples():
         "sample",
         "infill",
         "perplexity",
+        "lm-eval",
         "info",
         "convert",
     ]

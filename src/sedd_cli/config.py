@@ -514,6 +514,13 @@ def _convert_list(key: str, value: Any, item: Any) -> list:
     return [_convert(f"{key}[{i}]", v, item) for i, v in enumerate(value)]
 
 
+def convert_value(key: str, value: Any, annotation: Any) -> Any:
+    """`value` as the type `annotation` (bool, int, float, str, or ``X | None``), converted as a
+    config file's values are (``"true"``, ``"32"``, ``"3e-4"``), or a ConfigError naming `key`;
+    for other readers of typed key=value settings (the harness model's ``model_args``)."""
+    return _convert(key, value, annotation)
+
+
 def _unknown_key(prefix: str, key: str, valid: list[str]) -> ConfigError:
     full = f"{prefix}{key}"
     close = difflib.get_close_matches(key, valid, n=1, cutoff=0.5)

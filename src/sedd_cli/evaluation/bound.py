@@ -235,6 +235,8 @@ def reconstruction_term(
     generator: torch.Generator | None = None,
     *,
     floor: float = DECODER_FLOOR,
+    xp: torch.Tensor | None = None,
+    positions: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """R(x0) = E_{x' ~ p_{sigma(0)}(.|x0)}[-log p_theta(x0 | x')], one draw of x' per sequence, ``[B]``
     nats (float64); exactly 0 when sigma(0) = 0 (then x' = x0 and nothing is left to decode).
@@ -246,13 +248,18 @@ def reconstruction_term(
     of the uniform law, p = (1 - floor) w / sum w + floor / V: a distribution whatever the score, so
     the bound stays valid for a learned score. With the exact score w / sum w is the exact posterior
     p(x0_l = j | x'). The model is called on the full output (all D columns) once per sequence.
+
+    `xp` (optional, ``[B, L]``): a given draw x' (the generator is then not used); `positions`
+    (optional, bool ``[B, L]``): sum over these positions only (the conditional bound's region,
+    `conditional`, where x' differs from x0 only inside it).
     """
     sigma0 = sigma_at_zero(noise)
     B = x0.shape[0]
     if sigma0 <= 0.0:
         return torch.zeros(B, dtype=torch.float64, device=x0.device)
     sigma = torch.full((B,), sigma0, device=x0.device)
-    xp = graph.sample_transition(x0, sigma[:, None], generator=generator)  # [B, L]
+    if xp is None:
+        xp = graph.sample_transition(x0, sigma[:, None], generator=generator)  # [B, L]
     log_score = model(xp, sigma)  # [B, L, D]
     # float64 where it is cheap (tests, small vocabularies); the model's float32 otherwise
     dtype = torch.float64 if log_score.numel() <= 1 << 24 else torch.float32
@@ -265,7 +272,10 @@ def reconstruction_term(
     V = w.shape[-1]
     p = torch.where(total > 0, w / total.clamp_min(1e-300), 1.0 / V)  # no positive weight: uniform
     p = (1 - floor) * p + floor / V
-    return -p.gather(-1, x0[..., None]).squeeze(-1).log().double().sum(dim=-1)
+    log_p = p.gather(-1, x0[..., None]).squeeze(-1).log().double()  # [B, L]
+    if positions is not None:
+        log_p = torch.where(positions, log_p, 0.0)
+    return -log_p.sum(dim=-1)
 
 
 def prior_kl_per_position(graph: Graph, noise: Noise) -> float:

@@ -38,21 +38,23 @@ SPACINGS = ("sqrt", "uniform")  # time spacing of the K stratified samples (boun
 SPLIT_CHOICES = (*SPLITS, "all")  # all: every record of a local file (nothing held out)
 
 
-def check_mc(K: Any) -> int:
-    """K (``--mc``, time samples per block) as an int in [1, MAX_MC]; SeddError otherwise."""
+def check_mc(K: Any, name: str = "--mc") -> int:
+    """K (``--mc``, time samples per block) as an int in [1, MAX_MC]; SeddError otherwise. `name`
+    is the option or key the value came from (the harness adapter's ``model_args`` say ``mc``)."""
     if isinstance(K, bool) or not isinstance(K, int) or not 1 <= K <= MAX_MC:
         raise SeddError(
-            f"--mc must be an integer from 1 to {MAX_MC:,} (time samples per block; each is one forward "
+            f"{name} must be an integer from 1 to {MAX_MC:,} (time samples per block; each is one forward "
             f"pass per block), got {K!r}"
         )
     return K
 
 
-def check_batch_size(batch_size: int) -> int:
-    """``--batch-size`` (blocks or sequences per forward pass) at least 1; SeddError otherwise."""
-    if batch_size < 1:
+def check_batch_size(batch_size: Any, name: str = "--batch-size") -> int:
+    """``--batch-size`` (blocks or sequences per forward pass) an int of at least 1; SeddError
+    otherwise (`name` as in `check_mc`)."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise SeddError(
-            f"--batch-size must be at least 1 (blocks or sequences per forward pass), got {batch_size}"
+            f"{name} must be at least 1 (blocks or sequences per forward pass), got {batch_size!r}"
         )
     return batch_size
 

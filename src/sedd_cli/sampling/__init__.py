@@ -13,7 +13,8 @@ The stage, module by module, in the order data flows:
 * `first_hitting`: the exact first-hitting sampler (one unmasking event per network call).
 * `driver`: `generate` (time grid, projector, final denoiser, `StepEvent`s).
 * `templates`: infill templates, prefix/suffix slots, the pad tail; `decoding`: ids to text.
-* `results`: `SampleResult`, `InfillResult`; `api`: the `sample` and `infill` entries.
+* `results`: `SampleResult`, `InfillResult`; `api`: the `sample` and `infill` entries, and
+  `infill_ids` (infill on token ids).
 """
 
 from ..config import check_shaping
@@ -23,7 +24,7 @@ from .absorbing import (
     AbsorbingNonePredictor,
     MaskedRowsStep,
 )
-from .api import check_sample_settings, infill, sample
+from .api import check_sample_settings, infill, infill_ids, sample
 from .caching import CachedAnalyticPredictor, CachedEulerPredictor, CachedRows
 from .checks import MAX_SAMPLES, MAX_STEPS, PRECISIONS
 from .decoding import decode_samples
@@ -77,6 +78,7 @@ __all__ = [
     "InfillResult",
     "sample",
     "infill",
+    "infill_ids",
     "parse_template",
     "decode_samples",
     "MAX_STEPS",

@@ -8,7 +8,7 @@ seeded with `seed`, batch after batch, so a split into batches changes nothing b
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
@@ -271,6 +271,39 @@ def infill(
         source=pre.source, length=length, device=str(pre.device), **opts.record(calls),
         spans=filled, segments=segments, template=template, fill_lengths=lengths, rounds=rounds,
     )  # fmt: skip
+
+
+def infill_ids(
+    source: Any,
+    row: Sequence[int | None],
+    *,
+    steps: int | None = None,
+    predictor: str | None = None,
+    num_samples: int = 1,
+    seed: int = 0,
+    device: str = "auto",
+    temperature: float | None = None,
+    top_p: float | None = None,
+    cache: bool = True,
+) -> torch.Tensor:
+    """`infill` on token ids: `row` holds the given ids and None at the positions to fill (at most
+    the model's length; for pad-layout models the positions after it are pads, as in `infill`).
+    Returns the filled ids ``[num_samples, len(row)]`` (CPU). Options as in `sample` (None: the
+    model's ``sample:`` settings); one generator seeded with `seed` serves the call. The harness
+    adapter (`evaluation.harness`) generates with it from token ids it has already cut to fit."""
+    pre = _load(source, device)
+    opts = _resolve(
+        pre, seed, cache, steps=steps, predictor=predictor, num_samples=num_samples, batch_size=None,
+        eps=None, denoise=None, precision=None, temperature=temperature, top_p=top_p, tokens_per_step=None,
+    )  # fmt: skip
+    length = len(row)
+    check_run(opts.steps, opts.num_samples, opts.batch_size, length, pre.config.model.length)
+    check_precision(opts.precision)
+    if all(s is not None for s in row):
+        raise SeddError("the row has no free position: nothing to infill")
+    run_length, fixed = fixed_ids(pre, list(row), length)
+    ids, _, _ = _run_batches(pre, opts, run_length, fixed, None)
+    return ids[:, :length]
 
 
 def _lengths_then_letters(
