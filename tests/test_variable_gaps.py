@@ -302,3 +302,24 @@ def test_shaped_fills_keep_the_datas_lengths(template, cells, gaps):
         assert stat < chi2_critical(df), (stat, obs, want / want.sum())
         plain = torch.tensor([data["aa"], data["ba"]])
         assert abs(float(want[0] / want.sum() - plain[0] / plain.sum())) > 0.05  # the shaping shows
+
+
+def test_shaped_letters_fall_back_to_stage_one_when_rarely_kept(monkeypatch):
+    """A length whose letters the shaped sampler keeps too rarely (rounds run out in stage 2) keeps
+    its letters from stage 1: with every stage-2 draw failing, the result at temperature 0.5 is the
+    temperature-1 result of the same seed, sample for sample (stage 1 is that call)."""
+    from sedd_cli.sampling import api
+
+    real = api._draw_fills
+
+    def failing_stage_two(pre, opts, run_length, fixed, on_step, accept):
+        if accept.law is None and accept.gaps and all(g.least == g.end - g.start for g in accept.gaps):
+            raise api.FillsMissing("too rare")
+        return real(pre, opts, run_length, fixed, on_step, accept)
+
+    plain = infill(_oracle(), template="[MASK:0-2]a", predictor="first-hitting", num_samples=300, seed=8)
+    monkeypatch.setattr(api, "_draw_fills", failing_stage_two)
+    shaped = infill(
+        _oracle(), template="[MASK:0-2]a", predictor="first-hitting", num_samples=300, seed=8, temperature=0.5
+    )
+    assert torch.equal(shaped.ids, plain.ids) and shaped.fill_lengths == plain.fill_lengths

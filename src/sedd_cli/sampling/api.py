@@ -306,6 +306,10 @@ def infill_ids(
     return ids[:, :length]
 
 
+class FillsMissing(SeddError):
+    """Rejection ran out of rounds before enough samples were kept."""
+
+
 def _lengths_then_letters(
     pre: Any, opts: _Settings, row: list[int | None], length: int, on_step: Any, accept: Acceptance
 ) -> tuple[torch.Tensor, float, NetworkCalls, int]:
@@ -313,8 +317,10 @@ def _lengths_then_letters(
     temperature 1 and top-p 1 with `accept`, so their lengths k follow the data's law; (2) for each
     k drawn, draw the letters again at the asked shaping in a template whose gap i has exactly
     k_i slots, all of them real (``[MASK:k_i-k_i]``, by rejection: the sampler's shaped law given
-    those lengths). Returns the rows in the B-slot layout of `row` (pads after each fill), so they
-    go through `compact` as usual; rounds = stage 1's plus the most any length of stage 2 took."""
+    those lengths). A length whose letters the shaped sampler keeps too rarely to finish in
+    `MAX_ROUNDS` (a long fill at a low temperature, which prefers pads) keeps its stage-1 letters.
+    Returns the rows in the B-slot layout of `row` (pads after each fill), so they go through
+    `compact` as usual; rounds = stage 1's plus the most any length of stage 2 took."""
     pad_id, gaps = accept.pad_id, accept.gaps
     run_length, fixed = fixed_ids(pre, row, length)
     first, wall, calls, rounds = _draw_fills(
@@ -328,16 +334,16 @@ def _lengths_then_letters(
         row_k, gaps_k, src = row_with_lengths(row, gaps, vec, pad_id)
         run_k, fixed_k = fixed_ids(pre, row_k, length)
         sub = replace(opts, num_samples=which.numel(), seed=opts.seed * 1_000_003 + n + 1)
-        if (fixed_k < 0).any():
-            acc = Acceptance(gaps_k, pad_id, None, gap_layout(fixed_k.tolist(), gaps_k, pad_id))
+        if not (fixed_k < 0).any():  # every gap empty and nothing else to fill: the row is given
+            out[which[:, None], torch.tensor(src)[None]] = fixed_k[: len(src)]
+            continue
+        acc = Acceptance(gaps_k, pad_id, None, gap_layout(fixed_k.tolist(), gaps_k, pad_id))
+        try:
             ids, w, c, r = _draw_fills(pre, sub, run_k, fixed_k, on_step, acc)
-            wall, calls, more = (
-                wall + w,
-                NetworkCalls(max(calls.nfe, c.nfe), calls.rows + c.rows),
-                max(more, r),
-            )
-        else:  # every gap empty and nothing else to fill: the row is given
-            ids = fixed_k.expand(which.numel(), -1)
+        except FillsMissing:  # the shaped sampler (almost) never fills these k slots with letters
+            out[which] = first[which]  # so these samples keep their letters from stage 1
+            continue
+        wall, calls, more = wall + w, NetworkCalls(max(calls.nfe, c.nfe), calls.rows + c.rows), max(more, r)
         out[which[:, None], torch.tensor(src)[None]] = ids[:, : len(src)]
     return out, wall, calls, rounds + more
 
@@ -366,9 +372,8 @@ def _draw_fills(
         drawn, n_kept, need = drawn + ids.shape[0], n_kept + good.shape[0], need - good.shape[0]
         if need == 0:
             return torch.cat(kept), wall, calls, rounds
-    raise SeddError(
+    raise FillsMissing(
         f"after {MAX_ROUNDS} rounds, {need} of {opts.num_samples} samples are still missing: only "
-        f"{n_kept / drawn:.2%} of the {drawn:,} drawn fills were kept (a fill below its gap's A, "
-        f"e.g. {min(accept.gaps, key=lambda g: -g.least).text}, never is): lower A, ask for fewer "
-        "samples, use --gap-law model, or train longer with data.insert_pads"
+        f"{n_kept / drawn:.2%} of the {drawn:,} drawn fills were kept ({accept.why()}): lower A, ask "
+        "for fewer samples, use --gap-law model, or train longer with data.insert_pads"
     )

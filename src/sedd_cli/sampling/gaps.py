@@ -43,6 +43,16 @@ class Acceptance:
         """Whether any sample can be dropped (a lower bound A, or the data's law to restore)."""
         return self.pad_id is not None and (self.law is not None or any(g.least > 0 for g in self.gaps))
 
+    def why(self) -> str:
+        """Why samples are dropped, for the message when too few are kept."""
+        out = []
+        if any(g.least > 0 for g in self.gaps):
+            least = max(self.gaps, key=lambda g: g.least)
+            out.append(f"a fill below its gap's A, e.g. {least.text}, never is")
+        if self.law is not None:
+            out.append("the others with the probability that gives the data's law of the fills")
+        return "; ".join(out)
+
     def __call__(self, ids: torch.Tensor) -> torch.Tensor:
         """``[N]`` float64 keep probabilities of the samples `ids` ``[N, length]``."""
         lengths = gap_lengths(ids, self.gaps, self.pad_id).tolist()  # [N][G]
