@@ -75,10 +75,10 @@ def one_template(template: str, names: set[str], args: argparse.Namespace) -> di
     n = len(got["lengths"])
     seen = {k: got["lengths"].count(k) / n for k in range(least, most + 1)}
     fixed = {}
-    for k in range(max(least, 1), most + 1):
+    for k in range(max(least, 1), most + 1) if not args.skip_fixed else ():
         f = draw(args.fixed_model or args.run, f"{prefix}[MASK:{k}]{suffix}", args)
         fixed[k] = round(sum(t in names for t in f["texts"]) / len(f["texts"]), 4)
-    best = max(fixed, key=lambda k: fixed[k])
+    best = max(fixed, key=lambda k: fixed[k]) if fixed else None
     res = got["res"]
     return {
         "run": args.run,
@@ -96,7 +96,9 @@ def one_template(template: str, names: set[str], args: argparse.Namespace) -> di
         "share_real": round(sum(t in names for t in got["texts"]) / n, 4),
         "fixed_model": args.fixed_model or args.run,
         "fixed_share_real": fixed,
-        "best_fixed": {"k": best, "share_real": fixed[best], "tv_lengths": round(1 - want.get(best, 0.0), 4)},
+        "best_fixed": None
+        if best is None
+        else {"k": best, "share_real": fixed[best], "tv_lengths": round(1 - want.get(best, 0.0), 4)},
         "examples": got["texts"][:8],
     }
 
@@ -113,6 +115,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--top-p", type=float, default=None, help="default: the run's setting")
     ap.add_argument("--gap-law", default=None, choices=("data", "model"), help="default: data")
     ap.add_argument("--fixed-model", default=None, help="model for the fixed-length templates (default: RUN)")
+    ap.add_argument("--skip-fixed", action="store_true", help="only the variable gaps")
     ap.add_argument("--json", default=None, help="append the JSON lines to this file")
     args = ap.parse_args(argv)
     names = real_names()

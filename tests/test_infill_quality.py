@@ -46,7 +46,7 @@ def test_one_template_reports_against_the_data(monkeypatch):
         return {"texts": texts, "lengths": lengths, "rounds": 1, "rows": 64, "res": _Res()}
 
     monkeypatch.setattr(iq, "draw", fake_draw)
-    args = argparse.Namespace(run="RUN", fixed_model=None, gap_law=None)
+    args = argparse.Namespace(run="RUN", fixed_model=None, gap_law=None, skip_fixed=False)
     row = iq.one_template("ma[MASK:0-6]a", NAMES, args)
     assert row["sampled_lengths"][0] == 0.25 and row["sampled_lengths"][1] == 0.5
     # data: 0 -> 0.2, 1 -> 0.4, 2 -> 0.4; sampled: 0 -> .25, 1 -> .5, 3 -> .25
