@@ -203,11 +203,13 @@ def perplexity_cmd(
     """Upper bound on the negative log-likelihood (perplexity, bits per token/character, standard
     error) of a model on held-out text, or the generative perplexity of samples.
 
-    The bound integrates the diffusion-weighted score entropy over t in (0, 1] with K stratified
-    time samples per block and adds the prior term at t = 1 and, when sigma(0) > 0, the t = 0
-    reconstruction term. It bounds -log p^pi: the model started from the prior pi, not from the
-    all-mask start of sedd sample. For a time-independent model (RADD) it is the lambda-form
-    bound instead: K stratified masking probabilities, no prior term (docs/evaluation.md).
+    The bound: diffusion-weighted score entropy over t in (0, 1], K stratified times per block.
+
+    It adds the prior term at t = 1 and, when sigma(0) > 0, the t = 0 reconstruction term.
+
+    It bounds -log p^pi: the model started from the prior pi, not the all-mask start of sampling.
+
+    Time-independent models (RADD): the lambda-form bound, K masking probabilities, no prior term.
     """
     # every option is checked by the library (sedd_cli.evaluation.options), before any model is loaded
     if generative is not None:

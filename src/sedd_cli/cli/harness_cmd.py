@@ -41,14 +41,17 @@ def lm_eval_cmd(
 ) -> None:
     """Evaluate a model with lm-evaluation-harness (needs the eval extra: pip install 'sedd-cli\\[eval]').
 
-    Runs the harness's own command line with the model [bold]sedd[/bold] registered; every argument
-    is passed through unchanged, so the harness's documentation applies as it stands. The sedd
-    model's model_args: pretrained=MODEL (a run, checkpoint, model folder, hub id or RADD folder;
-    required), mc (time samples per request, default 32), batch_size, seed, device, weights,
-    predictor / steps / temperature / top_p (for generation), greedy, bounds_log=FILE.jsonl (every
-    request's bound and its standard error). Log-likelihoods are minus an upper bound on -log p,
-    with Monte Carlo error (docs/evaluation.md says how large mc must be). For the harness's own
-    options run [bold]sedd lm-eval run -h[/bold] (this command's help is --help; -h goes to the harness).
+    Runs the harness's own command line with the model [bold]sedd[/bold] registered, every argument unchanged.
+
+    model_args: pretrained=MODEL (run, checkpoint, model folder, hub id or RADD folder; required).
+
+    Also: mc (time samples per request, default 32), batch_size, seed, device, weights, greedy.
+
+    Generation: predictor, steps, temperature, top_p. bounds_log=FILE.jsonl: each bound and its error.
+
+    Log-likelihoods are minus an upper bound on -log p, with Monte Carlo error (docs/evaluation.md).
+
+    The harness's own options: [bold]sedd lm-eval run -h[/bold] (-h goes to the harness, --help is this).
     """
     from ..evaluation.harness import run_harness
 
