@@ -60,6 +60,32 @@ def test_insertion_follows_its_stated_law(p, n):
         assert [t for t in r if t != PAD] == list(range(1, n + 1))
 
 
+@pytest.mark.parametrize("p", [1.0, 0.4])
+def test_pack_insertion_follows_its_stated_law(p):
+    """Pack layout: a window of L real tokens gets a ~ U{0..L-1}, E ~ U{1..M} and is cut back to
+    L. Chi-square of (first pad, pads shown) against the enumeration, and each shown pattern's
+    probability is `PadLaw(pack=True).row_weight` (a run followed by a real token, or a tail)."""
+    row = torch.arange(1, L + 1).repeat(40_000, 1)
+    out = insert_pads(row, PAD, p, M, torch.Generator().manual_seed(5), pack=True).tolist()
+    law: dict[tuple[int, int], float] = {(L, 0): 1 - p} if p < 1 else {}
+    for a, e in itertools.product(range(L), range(1, M + 1)):
+        key = (a, min(e, L - a))
+        law[key] = law.get(key, 0.0) + p / (L * M)
+    seen = [(r.index(PAD), r.count(PAD)) if PAD in r else (L, 0) for r in out]
+    keys = sorted(law)
+    obs = torch.tensor([float(seen.count(k)) for k in keys])
+    assert obs.sum() == len(seen)
+    stat, df = chi2(obs, torch.tensor([law[k] for k in keys]))
+    assert stat < chi2_critical(df), (stat, df)
+    pad_law = PadLaw(p, M, L, pack=True)
+    for (a, shown), prob in law.items():
+        tail = shown if a + shown == L and shown else 0
+        run = shown - tail
+        assert pad_law.row_weight(L - shown, run, tail, L) == pytest.approx(prob), (a, shown)
+    for r, (_, shown) in zip(out, seen, strict=True):  # the window's tokens in order, its end cut
+        assert [t for t in r if t != PAD] == list(range(1, L - shown + 1))
+
+
 def test_full_and_empty_rows_are_left_alone():
     """r = L (no room) and r = 0 (no record) draw but never change: u(r) = 1 in the law."""
     full = torch.arange(1, L + 1).repeat(50, 1)
@@ -84,7 +110,7 @@ def _brute_fill_weight(law: PadLaw, layout: GapLayout, k: tuple[int, ...]) -> fl
         last = max((i for i in range(t) if ones[i]), default=-1)
         runs = [len(m) for m in "".join("1" if o else "0" for o in ones[: last + 1]).split("1") if m]
         if len(runs) <= 1:
-            total += law.row_weight(sum(ones), runs[0] if runs else 0)
+            total += law.row_weight(sum(ones), runs[0] if runs else 0, t - 1 - last, t)
     return total
 
 
@@ -97,11 +123,20 @@ LAYOUTS = [  # (slots: real given or in a gap, pad tail; gaps): ma[0-6]a, [1-4]s
 ]
 
 
-@pytest.mark.parametrize("given, gaps", LAYOUTS)
-def test_fill_weight_equals_the_sum_over_arrangements(given, gaps):
+PACK_LAYOUTS = [  # pack rows end with the template: ma[0-6]a, ab[0-3] (its pads are the row's tail)
+    ((_T, _T, *[_T] * 6, _T), ((2, 8, 0),)),
+    ((_T, _T, _T, _T, _T), ((2, 5, 0),)),
+    ((_T, _T, _T, _T, _T, _T, _T), ((1, 3, 0), (4, 6, 0))),
+]
+
+
+@pytest.mark.parametrize(
+    "given, gaps, pack", [(*x, False) for x in LAYOUTS] + [(*x, True) for x in PACK_LAYOUTS]
+)
+def test_fill_weight_equals_the_sum_over_arrangements(given, gaps, pack):
     """`fill_weight`'s (start, length) listing against brute force over all C(B, k) arrangements,
     for every allowed k, and `least_fill_weight` is the least positive of them."""
-    law = PadLaw(0.5, 6, 16)
+    law = PadLaw(0.5, 6, 16, pack=pack)
     layout = GapLayout(given, gaps)
     ranges = [range(least, b - a + 1) for a, b, least in gaps]
     weights = []
@@ -133,8 +168,11 @@ def test_config_rules():
     cfg.data.insert_pads = 0.5
     cfg.validate()
     cfg.data.layout = "pack"
-    with pytest.raises(ConfigError, match="data.insert_pads needs data.layout=pad"):
+    cfg.validate()  # char (and gpt2, which then gets a pad) have a pad of their own
+    cfg.data.tokenizer = "byte"
+    with pytest.raises(ConfigError, match="needs a pad distinct from end-of-text"):
         cfg.validate()
+    cfg.data.tokenizer = "char"
     cfg.data.layout = "pad"
     cfg.data.insert_pads = 1.5
     with pytest.raises(ConfigError, match="data.insert_pads"):

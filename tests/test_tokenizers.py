@@ -230,3 +230,34 @@ def test_get_tokenizer_errors():
 def test_negative_id_rejected():
     with pytest.raises(SeddError, match="negative"):
         ByteTokenizer().decode([-1])
+
+
+def test_gpt2_pad_of_its_own_is_recorded_and_rebuilt(tmp_path):
+    """A pack-layout GPT-2 model trained with pad insertion gets pad id 50257 after the real tokens
+    (vocabulary 50258), distinct from end-of-text; tokenizer.json records it and rebuilds it; the
+    published vocabulary (50257, pad = end-of-text) is unchanged. No BPE files are needed."""
+    from sedd_cli.config import load_preset
+    from sedd_cli.data import build_tokenizer
+    from sedd_cli.tokenizers import load_tokenizer, tokenizer_from_dict
+
+    plain, padded = GPT2Tokenizer(), GPT2Tokenizer(pad=True)
+    assert (plain.vocab_size, plain.pad_id, plain.eos_id) == (50257, 50256, 50256)
+    assert (padded.vocab_size, padded.pad_id, padded.eos_id) == (50258, 50257, 50256)
+    assert "pad_id" not in plain.to_dict() and padded.to_dict()["pad_id"] == 50257
+    padded.save(tmp_path)
+    again = load_tokenizer(tmp_path)
+    assert (again.vocab_size, again.pad_id) == (50258, 50257)
+    assert tokenizer_from_dict(plain.to_dict()).vocab_size == 50257
+    with pytest.raises(SeddError, match="pad_id 7: only 50257"):
+        tokenizer_from_dict(padded.to_dict() | {"pad_id": 7})
+    cfg = load_preset("small")  # gpt2, pack
+    assert build_tokenizer(cfg).vocab_size == 50257
+    cfg.data.insert_pads = 0.5
+    assert build_tokenizer(cfg).pad_id == 50257
+
+
+def test_gpt2_added_pad_decodes_to_nothing(gpt2):
+    padded = GPT2Tokenizer(pad=True)
+    ids = gpt2.encode("Hello world")
+    assert padded.decode(ids[:1] + [50257, 50257] + ids[1:]) == "Hello world"
+    assert padded.pieces([50257]) == ["<pad>"]

@@ -148,10 +148,13 @@ def test_weighted_data_order_draws_rows_by_weight():
 
 RADD_LAMBDA = ("model.time_conditioning=false", "train.loss=lambda-dce")
 INSERT_PADS = ("data.insert_pads=0.5",)
+INSERT_PADS_PACK = ("data.insert_pads=0.5", "data.layout=pack")
 
 
 @pytest.mark.parametrize(
-    "objective", [(), RADD_LAMBDA, INSERT_PADS], ids=["dse", "lambda-dce", "insert-pads"]
+    "objective",
+    [(), RADD_LAMBDA, INSERT_PADS, INSERT_PADS_PACK],
+    ids=["dse", "lambda-dce", "insert-pads", "insert-pads-pack"],
 )
 def test_resume_after_interrupt_reaches_the_same_losses(names_file, tmp_path, objective):
     """Stopped by SIGINT at step 2 and resumed to step 4: every logged loss equals the
@@ -181,6 +184,33 @@ def test_resume_after_interrupt_reaches_the_same_losses(names_file, tmp_path, ob
     ea, eb = weights(full.checkpoint, "ema.safetensors"), weights(rest.checkpoint, "ema.safetensors")
     assert all(torch.equal(ea[k], eb[k]) for k in ea)
     assert full.val_loss == rest.val_loss
+
+
+def test_pack_insertion_reaches_the_rows(names_file, tmp_path, monkeypatch):
+    """Pack-layout training with data.insert_pads widens its windows: the rows the loss sees hold
+    pads (the tokenizer's, id 0 for char) in about p of them, and none without the option."""
+    from sedd_cli.training import step as step_mod
+
+    seen = []
+
+    def record_draw(objective, graph, noise, x0, *rest):
+        seen.append(x0.clone())
+        return original_draw(objective, graph, noise, x0, *rest)
+
+    original_draw = step_mod.draw
+    monkeypatch.setattr(step_mod, "draw", record_draw)
+    for pads in ("0", "0.5"):
+        seen.clear()
+        sets = (
+            "train.max_steps=6",
+            "train.checkpoint_every=0",
+            "data.layout=pack",
+            f"data.insert_pads={pads}",
+        )
+        train(tiny(names_file, *sets), run_dir=tmp_path / f"run{pads}", device="cpu")
+        rows = torch.cat(seen)
+        share = (rows == 0).any(1).float().mean().item()
+        assert share == 0.0 if pads == "0" else 0.25 < share < 0.75, (pads, share)
 
 
 @pytest.mark.parametrize("loss", ["t-dce", "lambda-dce"])

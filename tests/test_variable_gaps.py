@@ -197,8 +197,9 @@ def test_untrained_model_refused_unless_forced():
     res = infill(_oracle(0.0), template="[MASK:0-2]a", predictor="first-hitting", num_samples=2, force=True)
     assert len(res.texts) == 2
     pre = _oracle()
-    pre.config.data.layout = "pack"
-    with pytest.raises(SeddError, match="needs a pad-layout model trained with data.insert_pads"):
+    pre.tokenizer = _Tok()
+    pre.tokenizer.pad_id = pre.tokenizer.eos_id = PAD  # a pad that is end-of-text (GPT-2's own)
+    with pytest.raises(SeddError, match="needs a model trained with data.insert_pads, which gives it a pad"):
         infill(pre, template="[MASK:0-2]a", predictor="first-hitting", num_samples=2)
     with pytest.raises(SeddError, match="--gap-law data needs a model trained with data.insert_pads"):
         infill(_oracle(0.0), template="[MASK:0-2]a", num_samples=2, force=True, gap_law="data")
@@ -323,3 +324,58 @@ def test_shaped_letters_fall_back_to_stage_one_when_rarely_kept(monkeypatch):
         _oracle(), template="[MASK:0-2]a", predictor="first-hitting", num_samples=300, seed=8, temperature=0.5
     )
     assert torch.equal(shaped.ids, plain.ids) and shaped.fill_lengths == plain.fill_lengths
+
+
+def _window_law() -> dict[str, float]:
+    """An arbitrary positive law over pack windows: the 3-letter words."""
+    words = ["".join(w) for w in itertools.product(LETTERS, repeat=L)]
+    weights = [1.0 + (5 * w.count("a") + 3 * (w[1] == "b") + 2 * (w[0] == "a")) % 7 for w in words]
+    total = sum(weights)
+    return {w: x / total for w, x in zip(words, weights, strict=True)}
+
+
+def _pack_inserted_law(p: float) -> torch.Tensor:
+    """Q over {a, b, pad}^3 for a pack-layout model: each window kept (1 - p) or given E pads at a,
+    a ~ U{0..2}, E ~ U{1..M}, and cut back to 3 (the scheme's draws, enumerated)."""
+    q = torch.zeros(V, V, V, dtype=torch.float64)
+    for word, prob in _window_law().items():
+        w = [LETTERS.index(c) for c in word]
+        q[tuple(w)] += prob * (1 - p)
+        for a, e in itertools.product(range(L), range(1, M + 1)):
+            q[tuple((w[:a] + [PAD] * e + w[a:])[:L])] += prob * p / (L * M)
+    return q.clamp_min(1e-12) / q.clamp_min(1e-12).sum()
+
+
+@pytest.mark.parametrize(
+    "template, given, gaps", [("[MASK:0-2]a", "a", [(0, 2)]), ("a[MASK:0-2]", "a", [(1, 3)])]
+)
+def test_pack_layout_fills_follow_the_window_law(template, given, gaps):
+    """A pack-layout model (windows, no record ends) trained with insertion: the template is the
+    whole row, and with the data's law a fill c is drawn in proportion to the chance that a
+    window starts with the text it makes (P c S), computed here from the window law; the pads
+    it leaves after the suffix-less gap are the row's tail."""
+    pre = _oracle(q=_pack_inserted_law(P_INSERT))
+    pre.config.data.layout = "pack"
+    res = infill(pre, template=template, predictor="first-hitting", num_samples=N, batch_size=N, seed=9)
+    windows = _window_law()
+    want: dict[str, float] = {}
+    for k in range(3):
+        for fill in map("".join, itertools.product(LETTERS, repeat=k)):
+            text = fill + given if template.startswith("[") else given + fill
+            want[fill] = sum(v for w, v in windows.items() if w.startswith(text))
+    total = sum(want.values())
+    keys = sorted(want)
+    seen = [
+        segs_fill
+        for segs_fill in (
+            next(t for t, f in segs if f) if any(f for _, f in segs) else "" for segs in res.segments
+        )
+    ]
+    obs = torch.tensor([float(seen.count(k)) for k in keys])
+    assert obs.sum() == N
+    stat, df = chi2(obs, torch.tensor([want[k] / total for k in keys]))
+    assert stat < chi2_critical(df), (stat, df, dict(zip(keys, obs.tolist(), strict=True)))
+    assert all(
+        text == (f + given if template.startswith("[") else given + f)
+        for text, f in zip(res.texts, seen, strict=True)
+    )

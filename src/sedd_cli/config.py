@@ -109,7 +109,7 @@ class DataConfig:
     unknown: str = "error"  # char tokenizer, characters outside the vocabulary: error | skip | unk
     weighting: str = "distinct"  # babynames: distinct (one record per name) | count (by births)
     valid_fraction: float = 0.01  # share of records held out for validation (deterministic)
-    insert_pads: float = 0.0  # pad layout: share of training rows widened with pads (data/insertion.py)
+    insert_pads: float = 0.0  # share of training rows given a run of pads inside the text (data/insertion.py)
     insert_pads_max: int = 8  # the most pads one insertion adds (M >= the widest [MASK:A-B] gap)
     cache_dir: str | None = None  # tokenized-data cache; None = ~/.cache/sedd
 
@@ -273,8 +273,11 @@ class Config:
         for key, (low, high, closed) in REAL_RANGES.items():
             section, name = key.split(".")
             _check_real(key, getattr(getattr(self, section), name), low, high, closed)
-        if self.data.insert_pads > 0 and self.data.layout != "pad":
-            raise ConfigError("data.insert_pads needs data.layout=pad (pack-layout data has no pad token)")
+        if self.data.insert_pads > 0 and self.data.layout == "pack" and self.data.tokenizer == "byte":
+            raise ConfigError(
+                "data.insert_pads with data.layout=pack needs a pad distinct from end-of-text: use the "
+                "char or gpt2 tokenizer (gpt2 then gets pad id 50257), or data.layout=pad"
+            )
         if self.train.max_time is not None:
             _check_real("train.max_time", self.train.max_time, 0.0, math.inf, "()")
         if m.scale_by_sigma and self.graph.type != "absorb":

@@ -18,7 +18,9 @@ record R with
   (the point a and the count E are each one of r and m(r) equally likely values);
 * two or more interior runs has probability 0 (one insertion per row).
 
-`row_weight` is that factor after P_data(R).
+`row_weight` is that factor after P_data(R). Pack-layout models (windows of L real tokens, no
+record ends; GPT-2 gets a pad id of its own for this) have their own weights, stated in
+`PadLaw.row_weight`; everything below holds for them with R the start of a window.
 
 **A gap's fills.** A template of T slots (given tokens and gaps; pads after it, as in training)
 whose gaps get fills of k_1..k_G real tokens can show those fills in several *arrangements* (where
@@ -46,23 +48,45 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class PadLaw:
     """The scheme's parameters: p (``data.insert_pads``), M (``data.insert_pads_max``), L (the
-    model's length)."""
+    model's length), and whether the model is pack-layout (`pack`, see `row_weight`)."""
 
     prob: float
     max_pads: int
     length: int
+    pack: bool = False
 
     def most_pads(self, r: int) -> int:
         """m(r) = min(M, L - r): the most pads one insertion adds to a record of r tokens."""
         return max(0, min(self.max_pads, self.length - r))
 
-    def row_weight(self, r: int, run: int) -> float:
-        """The factor after P_data(R) of a row showing a record of r tokens with one interior run of
-        `run` pads (0: no interior run)."""
+    def row_weight(self, r: int, run: int, tail: int = 0, t: int | None = None) -> float:
+        """The factor after P_data(R) of a row showing R, r real tokens, with one interior run of
+        `run` pads (0: none) and `tail` pads after its last real token, in a row of t slots.
+
+        Pad layout: R is a record and the tail is its trailing pads (free): see the module doc.
+
+        Pack layout: a window W of L real tokens gets a ~ U{0..L-1}, E ~ U{1..M} and is cut back
+        to L, and a row of t <= L slots is the start of such a window, so R is W's first r
+        tokens and P_data(R) the chance a window starts with R. Then no pad in the t slots has
+        weight 1 - p + p (L - t) / L (the point at or past t); one interior run of E <= M pads
+        p / (L M); a tail of z pads (the run reaches the row's end: a = t - z, E >= z)
+        p (M - z + 1) / (L M) for z <= M; an interior run and a tail together, 0."""
+        if self.pack:
+            return self._pack_weight(run, tail, self.length if t is None else t)
         if run == 0:
             return 1.0 if (r >= self.length or r == 0) else 1.0 - self.prob
         m = self.most_pads(r)
         return self.prob / (r * m) if 1 <= run <= m else 0.0
+
+    def _pack_weight(self, run: int, tail: int, t: int) -> float:
+        p, big_l, m = self.prob, self.length, self.max_pads
+        if run and tail:
+            return 0.0
+        if run:
+            return p / (big_l * m) if run <= m else 0.0
+        if tail:
+            return p * (m - tail + 1) / (big_l * m) if tail <= m else 0.0
+        return 1.0 - p + p * (big_l - t) / big_l
 
 
 @dataclass(frozen=True)
@@ -106,11 +130,11 @@ def fill_weight(law: PadLaw, layout: GapLayout, k: Sequence[int]) -> float:
     r = layout.real_given() + sum(k)
     total = 0.0
     if _arrangement_fits(layout, inside, [i < r for i in range(t)], k):
-        total += law.row_weight(r, 0)
+        total += law.row_weight(r, 0, t - r, t)
     for s, e in itertools.product(range(r), range(1, t - r + 1)):
         ones = [i < s or s + e <= i < r + e for i in range(t)]
         if _arrangement_fits(layout, inside, ones, k):
-            total += law.row_weight(r, e)
+            total += law.row_weight(r, e, t - r - e, t)
     return total
 
 
@@ -124,7 +148,8 @@ def least_fill_weight(law: PadLaw, layout: GapLayout, limit: int = 100_000) -> f
     for rg in ranges:
         count *= len(rg)
     if count > limit:
-        loose = [w for w in (1.0 - law.prob, law.prob / (len(layout.given) * law.max_pads)) if w > 0]
+        t = len(layout.given)
+        loose = [w for w in (1.0 - law.prob, law.prob / (max(t, law.length) * law.max_pads)) if w > 0]
         return min(loose) if loose else None
     weights = [fill_weight(law, layout, k) for k in itertools.product(*ranges)]
     positive = [w for w in weights if w > 0]

@@ -145,6 +145,15 @@ class GPT2Tokenizer:
     pad_id: int | None = 50256
     EOS_TEXT = "<|endoftext|>"
 
+    def __init__(self, pad: bool = False) -> None:
+        """`pad`: add a pad id after the real tokens (50257, vocabulary 50258), distinct from
+        end-of-text, for pack-layout models trained with pad insertion (``data.insert_pads``).
+        Without it the pad id is end-of-text, as GPT-2 and the published checkpoints have it."""
+        self.extra_pad = bool(pad)
+        if self.extra_pad:
+            self.vocab_size = 50258
+            self.pad_id = 50257
+
     @property
     def encoding(self) -> Any:
         """The cached tiktoken Encoding; SeddError (one line) when its files cannot be loaded."""
@@ -175,6 +184,8 @@ class GPT2Tokenizer:
                 flush()
                 if not skip_special:
                     out.append(self.EOS_TEXT)
+            elif i == self.pad_id:  # the added pad renders as "" (as the char tokenizer's)
+                flush()
             else:
                 run.append(i)
         flush()
@@ -190,19 +201,22 @@ class GPT2Tokenizer:
                 out.append(MASK_PIECE)
             elif i == self.eos_id:
                 out.append(self.EOS_TEXT)
+            elif i == self.pad_id:
+                out.append("<pad>")
             else:
                 out.append(enc.decode_single_token_bytes(i).decode("utf-8", errors="backslashreplace"))
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return {"kind": self.kind, "format": _FORMAT, "encoding": "gpt2", "vocab_size": self.vocab_size}
+        out = {"kind": self.kind, "format": _FORMAT, "encoding": "gpt2", "vocab_size": self.vocab_size}
+        return out | ({"pad_id": self.pad_id} if self.extra_pad else {})
 
     def save(self, directory: str | Path) -> Path:
         """Write ``tokenizer.json`` (the BPE files are not copied; tiktoken supplies them)."""
         return _save(self, directory)
 
     def __repr__(self) -> str:
-        return "GPT2Tokenizer()"
+        return "GPT2Tokenizer(pad=True)" if self.extra_pad else "GPT2Tokenizer()"
 
 
 # --- char ---------------------------------------------------------------------------------------
@@ -405,15 +419,16 @@ def get_tokenizer(
     *,
     lowercase: bool = False,
     unknown: str = "error",
+    gpt2_pad: bool = False,
 ) -> Tokenizer:
     """A new tokenizer of kind `name` (gpt2 | char | byte).
 
     ``char`` builds its vocabulary from `texts` (required) and uses `lowercase` and `unknown`;
-    the other kinds ignore all three.
+    the other kinds ignore all three. `gpt2_pad` gives gpt2 its own pad id (`GPT2Tokenizer`).
     """
     _check_unknown(unknown)
     if name == "gpt2":
-        return GPT2Tokenizer()
+        return GPT2Tokenizer(pad=gpt2_pad)
     if name == "byte":
         return ByteTokenizer()
     if name == "char":
@@ -436,7 +451,9 @@ def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
     if kind == "gpt2":
         if d.get("encoding", "gpt2") != "gpt2":
             raise SeddError(f"unsupported tiktoken encoding {d['encoding']!r}: only 'gpt2' is supported")
-        tok = GPT2Tokenizer()
+        if d.get("pad_id", 50257) != 50257:
+            raise SeddError(f"gpt2 tokenizer description has pad_id {d['pad_id']!r}: only 50257 is supported")
+        tok = GPT2Tokenizer(pad="pad_id" in d)
     elif kind == "byte":
         tok = ByteTokenizer()
     elif kind == "char":

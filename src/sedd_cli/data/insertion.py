@@ -8,6 +8,9 @@ m(r) = min(M, L - r) (M = ``data.insert_pads_max``); the row becomes
 sampler turns a gap's fills back into the data's law, are stated in `sedd_cli.pad_law`
 (docs/training.md). Three uniforms are drawn for every row whatever p selects, from the run's
 generator, so the stream is a function of the seed and resumes exactly.
+
+Pack layout (windows of L real tokens, no record ends): a ~ U{0..L-1}, E ~ U{1..M}, and the
+window is cut back to L, so its last E tokens fall off.
 """
 
 from __future__ import annotations
@@ -16,17 +19,22 @@ import torch
 
 
 def insert_pads(
-    rows: torch.Tensor, pad_id: int, prob: float, max_pads: int, gen: torch.Generator
+    rows: torch.Tensor, pad_id: int, prob: float, max_pads: int, gen: torch.Generator, pack: bool = False
 ) -> torch.Tensor:
     """`rows` ``[B, L]`` (pad layout: each a record, then pads) with one run of pads inserted in
     the chosen ones as above (a new tensor; `rows` is not changed). p = 0 returns `rows` itself
-    and draws nothing, so runs without the option are unchanged."""
+    and draws nothing, so runs without the option are unchanged. `pack`: the rows are windows of
+    L real tokens; r is taken as L and E ~ U{1..M}, and the window is cut back to L."""
     if prob <= 0:
         return rows
     n, length = rows.shape
     u = torch.rand(n, 3, generator=gen, dtype=torch.float64)  # [B, 3]: choose, point, count
-    r = (rows != pad_id).sum(1).cpu()  # [B] the record's real tokens
-    most = (length - r).clamp(max=max_pads)  # [B] m(r): pads that fit without cutting a token
+    if pack:
+        r = torch.full((n,), length)  # [B] a window is all real tokens
+        most = torch.full((n,), max_pads)  # [B] E ~ U{1..M}, the window's end cut away
+    else:
+        r = (rows != pad_id).sum(1).cpu()  # [B] the record's real tokens
+        most = (length - r).clamp(max=max_pads)  # [B] m(r): pads that fit without cutting a token
     chosen = (u[:, 0] < prob) & (r > 0) & (most > 0)
     at = torch.minimum((u[:, 1] * r).long(), (r - 1).clamp(min=0))  # [B] a ~ U{0..r-1}
     pads = 1 + torch.minimum((u[:, 2] * most).long(), (most - 1).clamp(min=0))  # [B] E ~ U{1..m(r)}

@@ -90,9 +90,11 @@ def load_texts(cfg: DataConfig, split: str, detokenize: bool = False) -> list[st
 
 def build_tokenizer(cfg: Config) -> Tokenizer:
     """The tokenizer `cfg.data.tokenizer` names. ``char`` builds its vocabulary from the TRAIN split
-    (with `cfg.data.lowercase` and `cfg.data.unknown`); gpt2 and byte need no data."""
+    (with `cfg.data.lowercase` and `cfg.data.unknown`); gpt2 and byte need no data. A pack-layout
+    gpt2 model trained with pad insertion gets a pad id after the real tokens (50257)."""
     d = cfg.data
     if d.tokenizer != "char":
-        return get_tokenizer(d.tokenizer, lowercase=d.lowercase, unknown=d.unknown)
+        pad = d.layout == "pack" and d.insert_pads > 0  # gpt2 then gets a pad id of its own
+        return get_tokenizer(d.tokenizer, lowercase=d.lowercase, unknown=d.unknown, gpt2_pad=pad)
     texts = chain.from_iterable(batch for batch, _ in iter_records(d, "train"))
     return get_tokenizer("char", texts, lowercase=d.lowercase, unknown=d.unknown)

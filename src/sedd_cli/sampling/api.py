@@ -31,7 +31,16 @@ from .gaps import Acceptance, compact, fill_lengths, gap_lengths, row_with_lengt
 from .network import NetworkCalls
 from .predictors import check_predictor
 from .results import InfillResult, SampleResult
-from .templates import check_variable_gaps, fixed_ids, gap_law_for, gap_layout, is_pad_layout, pad_tail, slots
+from .templates import (
+    check_variable_gaps,
+    fixed_ids,
+    gap_law_for,
+    gap_layout,
+    has_own_pad,
+    is_pad_layout,
+    pad_tail,
+    slots,
+)
 
 MAX_ROUNDS = 20  # rounds of drawing [MASK:A-B] fills until enough are kept (a bound A, the data's law)
 MAX_OVERDRAW = 32  # a round draws at most this many samples per sample still missing
@@ -249,7 +258,7 @@ def infill(
     check_run(opts.steps, opts.num_samples, opts.batch_size, length, pre.config.model.length)
     check_precision(opts.precision)
     run_length, fixed = fixed_ids(pre, row, length)
-    pad_id = pre.tokenizer.pad_id if gaps else None
+    pad_id = pre.tokenizer.pad_id if gaps and has_own_pad(pre) else None
     layout = gap_layout(fixed.tolist(), gaps, pad_id)
     accept = Acceptance(gaps, pad_id, law, layout)
     if law is not None and (opts.temperature != 1.0 or opts.top_p != 1.0):

@@ -2,8 +2,8 @@
 
 A ``[MASK:A-B]`` gap (between A and B tokens) is B free slots recorded as a `Gap`; after sampling
 the pads inside it are removed (`sampling/gaps.py`), so its fill has 0 to B tokens, at least A by
-rejection (`api.infill`). It needs a pad-layout model trained with ``data.insert_pads``
-(`check_variable_gaps`).
+rejection (`api.infill`). It needs a model trained with ``data.insert_pads``, whose tokenizer
+has a pad of its own (`check_variable_gaps`).
 
 A row of slots holds a token id where the text is given and None where the sampler fills in;
 `fixed_ids` turns it into the projector's ``[run_length]`` ids (-1 = free). Pad-layout models
@@ -185,16 +185,24 @@ def gap_layout(row: Sequence[int | None], gaps: Sequence[Gap], pad_id: int | Non
     )
 
 
+def has_own_pad(pre: Any) -> bool:
+    """Whether the model's tokenizer has a pad id distinct from end-of-text (char models; GPT-2
+    models trained with pad insertion, which get id 50257), so a slot can be left empty."""
+    tok = pre.tokenizer
+    return tok.pad_id is not None and tok.pad_id != tok.eos_id
+
+
 def check_variable_gaps(pre: Any, gaps: list[Gap], force: bool) -> None:
-    """A ``[MASK:A-B]`` gap needs a pad-layout model trained with pad insertion; `force` tries
-    anyway (without a pad id nothing is removed: every fill has B tokens)."""
+    """A ``[MASK:A-B]`` gap needs a model with a pad token of its own trained with pad insertion;
+    `force` tries anyway (without a pad id nothing is removed: every fill has B tokens)."""
     if not gaps or force:
         return
     what = gaps[0].text
-    if not is_pad_layout(pre):
+    if not has_own_pad(pre):
         raise SeddError(
-            f"{what} needs a pad-layout model trained with data.insert_pads; this model has no pad "
-            "token (published SEDD / RADD and GPT-2 models cannot): use [MASK:N], or --force to try anyway"
+            f"{what} needs a model trained with data.insert_pads, which gives it a pad token; this "
+            "model has none (published SEDD / RADD checkpoints and GPT-2 models trained without it "
+            "cannot leave a slot empty): use [MASK:N], or --force to try anyway"
         )
     if getattr(pre.config.data, "insert_pads", 0.0) <= 0:
         raise SeddError(
@@ -210,7 +218,7 @@ def gap_law_for(pre: Any, gaps: list[Gap], gap_law: str | None) -> PadLaw | None
     """The pad-insertion law to divide out of the fills (`gap_law` "data", the default for a model
     trained with ``data.insert_pads``), or None for the sampler's own law ("model", the default
     otherwise, e.g. a model tried with --force)."""
-    trained = is_pad_layout(pre) and getattr(pre.config.data, "insert_pads", 0.0) > 0
+    trained = has_own_pad(pre) and getattr(pre.config.data, "insert_pads", 0.0) > 0
     if gap_law is not None and gap_law not in GAP_LAWS:
         raise SeddError(f"--gap-law {gap_law!r}: choose data (the data's law) or model (the sampler's own)")
     if not gaps or gap_law == "model" or (gap_law is None and not trained):
@@ -221,7 +229,8 @@ def gap_law_for(pre: Any, gaps: list[Gap], gap_law: str | None) -> PadLaw | None
             "out): use --gap-law model, or train with --set data.insert_pads=0.5"
         )
     data = pre.config.data
-    return PadLaw(float(data.insert_pads), int(data.insert_pads_max), int(pre.config.model.length))
+    pack = getattr(data, "layout", "pack") != "pad"
+    return PadLaw(float(data.insert_pads), int(data.insert_pads_max), int(pre.config.model.length), pack)
 
 
 def _with_tail(

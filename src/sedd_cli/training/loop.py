@@ -324,6 +324,7 @@ def _build(plan: RunPlan, dev, dist: Dist, emit):
     tokenizer, train_blocks, val_blocks = load_data(plan.config, plan.tokenizer, dist)
     config, L = fit_config(plan.config, tokenizer, train_blocks)
     state = build_state(config, tokenizer.vocab_size, train_blocks, dev)
+    state.pad_id = tokenizer.pad_id
     if plan.ckpt_path is not None:
         restore(state, plan.ckpt_path, plan.trainer_state, train_blocks, dev)
     rows = micro_rows(tc.batch_size, dist.world, tc.accum, dist.rank)

@@ -53,6 +53,7 @@ class TrainState:
     step: int = 0  # optimizer steps done (all sessions)
     elapsed_before: float = 0.0  # seconds of training in earlier sessions
     resumed_from: int | None = None
+    pad_id: int | None = None  # the tokenizer's pad id: what data.insert_pads inserts
 
 
 def load_data(config: Config, tokenizer, dist: Dist):

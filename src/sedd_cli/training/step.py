@@ -12,7 +12,7 @@ where loss_b is the run's objective (``train.loss``, `losses.training_loss`: ``d
 The draws of t (lambda for lambda-dce) and of the corruption x_t use one dedicated CPU generator
 for the whole *global* batch, so every process draws the same numbers and keeps its own rows: a
 run on W processes computes the same per-sequence losses as one process on the same global batch.
-With ``data.insert_pads`` > 0 (pad layout), the same generator first widens the batch's rows with
+With ``data.insert_pads`` > 0, the same generator first widens the batch's rows with
 pads (`data.insertion.insert_pads`); validation and the bound see the data as it is.
 The step ends with one host sync: the loss, the gradient norm and every process's stop votes.
 """
@@ -110,7 +110,8 @@ def optimizer_step(
     x0_all = train_blocks.batch(idx).long()  # [B, L]
     dc = state.config.data
     if dc.insert_pads > 0:
-        x0_all = insert_pads(x0_all, train_blocks.pad_id, dc.insert_pads, dc.insert_pads_max, state.gen)
+        pack = dc.layout == "pack"
+        x0_all = insert_pads(x0_all, state.pad_id, dc.insert_pads, dc.insert_pads_max, state.gen, pack=pack)
     stratified = tc.t_sampling == "stratified"
     objective = training_loss(state.config)
     t_all, xt_all = draw(objective, state.graph, state.noise, x0_all, tc.sampling_eps, state.gen, stratified)
