@@ -33,6 +33,16 @@ def _isolated_caches(tmp_path_factory, monkeypatch):
 
 
 @pytest.fixture(scope="module")
+def names_file(tmp_path_factory) -> Path:
+    """A local text file of the test names (`helpers.NAMES`), one a line: training data with no hub."""
+    from .helpers import NAMES
+
+    path = tmp_path_factory.mktemp("data") / "names.txt"
+    path.write_text("\n".join(NAMES) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
 def one_thread():
     """Tiny tensors gain nothing from intra-op threads and lose a lot to them on a busy 2-core
     machine: run the module with one torch thread, then restore the count."""

@@ -42,8 +42,6 @@ from sedd_cli.errors import SeddError
 from sedd_cli.runtime import FileLock
 from sedd_cli.training import LOCK_FILE, claim_run_dir, read_metrics, train
 
-from .helpers import NAMES
-
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -63,13 +61,6 @@ SETS = (
     "sample.steps=4",
     "sample.num_samples=2",
 )
-
-
-@pytest.fixture(scope="module")
-def names_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "names.txt"
-    path.write_text("\n".join(NAMES) + "\n")
-    return path
 
 
 def tiny_args(names_file: Path, *sets: str) -> list[str]:

@@ -30,7 +30,6 @@ from sedd_cli.training.loggers import LOGGER_CLASSES
 from sedd_cli.training.loggers.tensorboard import TensorBoardLogger
 
 from .checks import assert_checked_once
-from .helpers import NAMES
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -57,13 +56,6 @@ TRAIN_TAGS = {
     "grad_norm": "train/grad_norm",
     "tokens_per_s": "train/tokens_per_s",
 }
-
-
-@pytest.fixture(scope="module")
-def names_file(tmp_path_factory) -> Path:
-    path = tmp_path_factory.mktemp("data") / "names.txt"
-    path.write_text("\n".join(NAMES) + "\n")
-    return path
 
 
 def tiny(names_file: Path, *sets: str):

@@ -39,6 +39,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 @pytest.fixture(scope="module")
 def names_file(tmp_path_factory) -> Path:
+    """This module's longer name list (conftest's `names_file` holds `helpers.NAMES`)."""
     path = tmp_path_factory.mktemp("data") / "names.txt"
     path.write_text("\n".join(NAMES) + "\n")
     return path

@@ -107,6 +107,19 @@ def _exact(template_cells: list[int | None], gaps: list[tuple[int, int]], least:
     return {k: v / total for k, v in out.items()}
 
 
+def _assert_lengths_follow(exact: dict[tuple[str, ...], float], lengths: list[tuple[int, ...]]) -> None:
+    """Chi-square of the drawn fill lengths against the length marginal of the enumerated law."""
+    by_len: dict[tuple[int, ...], float] = {}
+    for fills, v in exact.items():
+        key = tuple(len(f) for f in fills)
+        by_len[key] = by_len.get(key, 0.0) + v
+    sizes = sorted(by_len)
+    obs = torch.tensor([float(lengths.count(n)) for n in sizes])
+    assert obs.sum() == len(lengths)  # every drawn length is one the law allows
+    stat, df = chi2(obs, torch.tensor([by_len[n] for n in sizes]))
+    assert stat < chi2_critical(max(df, 1)), (stat, df)
+
+
 CASES = [  # template, its cells (None = free), its gaps, A
     ("[MASK:0-2]a", [None, None, 0], [(0, 2)], 0),
     ("[MASK:1-2]a", [None, None, 0], [(0, 2)], 1),
@@ -131,15 +144,7 @@ def test_fills_follow_the_exact_conditional(template, cells, gaps, least, law):
     obs = torch.tensor([float(seen.count(k)) for k in keys])
     stat, df = chi2(obs, torch.tensor([exact[k] for k in keys]))
     assert stat < chi2_critical(max(df, 1)), (stat, df, dict(zip(keys, obs.tolist(), strict=True)))
-    lengths = [tuple(len(f) for f in s) for s in seen]
-    by_len: dict[tuple[int, ...], float] = {}
-    for k, v in exact.items():
-        by_len[tuple(len(f) for f in k)] = by_len.get(tuple(len(f) for f in k), 0.0) + v
-    sizes = sorted(by_len)
-    obs_len = torch.tensor([float(lengths.count(n)) for n in sizes])
-    assert obs_len.sum() == len(lengths)
-    stat, df = chi2(obs_len, torch.tensor([by_len[n] for n in sizes]))
-    assert stat < chi2_critical(max(df, 1))
+    _assert_lengths_follow(exact, [tuple(len(f) for f in s) for s in seen])
     given = [c for c in cells if c is not None]
     for segs, ids, n, text in zip(res.segments, res.ids.tolist(), res.fill_lengths, res.texts, strict=True):
         assert [t for t, filled in segs if not filled and t] == [LETTERS[c] for c in given]  # "" = pad tail
@@ -279,16 +284,7 @@ def test_shaped_fills_keep_the_datas_lengths(template, cells, gaps):
         _oracle(), template=template, predictor="first-hitting", num_samples=N, batch_size=N, seed=6,
         temperature=0.5,
     )  # fmt: skip
-    exact = _exact(cells, gaps, 0, "data")
-    by_len: dict[tuple[int, ...], float] = {}
-    for k, v in exact.items():
-        by_len[tuple(len(f) for f in k)] = by_len.get(tuple(len(f) for f in k), 0.0) + v
-    sizes = sorted(by_len)
-    lengths = [tuple(n) for n in res.fill_lengths]
-    obs = torch.tensor([float(lengths.count(n)) for n in sizes])
-    assert obs.sum() == N
-    stat, df = chi2(obs, torch.tensor([by_len[n] for n in sizes]))
-    assert stat < chi2_critical(max(df, 1)), (stat, df)
+    _assert_lengths_follow(_exact(cells, gaps, 0, "data"), [tuple(n) for n in res.fill_lengths])
     given = [LETTERS[c] for c in cells if c is not None]
     for segs, text in zip(res.segments, res.texts, strict=True):
         assert [t for t, filled in segs if not filled and t] == given and "·" not in text

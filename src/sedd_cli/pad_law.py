@@ -34,8 +34,9 @@ the arrangements with at most one interior run (the others weigh 0): the run-fre
 (start, length) of the run. Keeping a drawn sample with probability c / Z(k), c = the least
 Z over the lengths the template allows (`least_fill_weight`), therefore returns fills with
 probability proportional to P_data(R_f): the data's own conditional law of the gaps given the
-template (rejection sampling; exact for an exact model). Fills whose Z is 0 (two gaps each shorter
-than its width with real tokens after both) cannot be shown by one insertion and are never kept.
+template (rejection sampling; exact for an exact model). Fills whose Z is 0 (two gaps with text
+between them, each shorter than its width, with text after both) cannot be shown by one insertion
+and are never kept; adjacent gaps can share one run.
 """
 
 from __future__ import annotations
@@ -110,31 +111,56 @@ class GapLayout:
         return sum(g and not inside for g, inside in zip(self.given, self.in_gap(), strict=True))
 
 
-def _arrangement_fits(
-    layout: GapLayout, inside: Sequence[bool], ones: Sequence[bool], k: Sequence[int]
-) -> bool:
-    """Whether a real/pad pattern over the T slots agrees with the given slots and puts exactly k_i
-    real tokens in gap i."""
-    if any(o != g for o, g, i in zip(ones, layout.given, inside, strict=True) if not i):
-        return False
-    return all(sum(ones[a:b]) == n for (a, b, _), n in zip(layout.gaps, k, strict=True))
+class _Slots:
+    """Prefix counts over a template's T slots, so that whether a pattern ``1^s 0^e 1^(r-s) 0^...``
+    fits the template is a few subtractions per gap instead of a walk over the slots."""
+
+    def __init__(self, layout: GapLayout):
+        inside = layout.in_gap()
+        real = [g and not i for g, i in zip(layout.given, inside, strict=True)]
+        pad = [not g and not i for g, i in zip(layout.given, inside, strict=True)]
+        self.t, self.real, self.gaps = len(real), real, layout.gaps
+        self._real = list(itertools.accumulate(real, initial=0))  # [T + 1]
+        self._pad = list(itertools.accumulate(pad, initial=0))  # [T + 1]
+
+    @staticmethod
+    def _count(prefix: list[int], a: int, b: int) -> int:
+        return prefix[b] - prefix[a] if b > a else 0
+
+    def fits(self, r: int, s: int, e: int, k: Sequence[int]) -> bool:
+        """Whether real tokens on [0, s) and [s + e, r + e), pads elsewhere, put a real token on
+        every given text slot, a pad on every pad slot and exactly k_i real tokens in gap i."""
+        t = self.t
+        if self._count(self._real, s, s + e) or self._count(self._real, r + e, t):
+            return False
+        if self._count(self._pad, 0, s) or self._count(self._pad, s + e, r + e):
+            return False
+        for (a, b, _), n in zip(self.gaps, k, strict=True):
+            ones = max(0, min(b, s) - a) + max(0, min(b, r + e) - max(a, s + e))
+            if ones != n:
+                return False
+        return True
 
 
 def fill_weight(law: PadLaw, layout: GapLayout, k: Sequence[int]) -> float:
     """Z(k): the sum of `row_weight` over the arrangements of fills with k_i real tokens in gap i.
 
     A pattern with at most one interior run is ``1^s 0^e 1^(r-s) 0^(T-r-e)`` for a run at s of e
-    pads (s in 0..r-1, e >= 1), or ``1^r 0^(T-r)`` with none; r = real given slots + sum(k)."""
-    t = len(layout.given)
-    inside = layout.in_gap()
+    pads (s in 0..r-1, e >= 1), or ``1^r 0^(T-r)`` with none; r = real given slots + sum(k). A run
+    cannot cover a given text slot, so only starts off those slots are tried, and a run stops
+    growing at the first one: O(free slots x widest run x gaps)."""
+    slots = _Slots(layout)
+    t = slots.t
     r = layout.real_given() + sum(k)
-    total = 0.0
-    if _arrangement_fits(layout, inside, [i < r for i in range(t)], k):
-        total += law.row_weight(r, 0, t - r, t)
-    for s, e in itertools.product(range(r), range(1, t - r + 1)):
-        ones = [i < s or s + e <= i < r + e for i in range(t)]
-        if _arrangement_fits(layout, inside, ones, k):
-            total += law.row_weight(r, e, t - r - e, t)
+    total = law.row_weight(r, 0, t - r, t) if slots.fits(r, r, 0, k) else 0.0
+    for s in range(r):
+        if slots.real[s]:
+            continue
+        for e in range(1, t - r + 1):
+            if slots.real[s + e - 1]:
+                break
+            if slots.fits(r, s, e, k):
+                total += law.row_weight(r, e, t - r - e, t)
     return total
 
 

@@ -141,7 +141,7 @@ def _run_batches(
             offset=first, temperature=opts.temperature, top_p=opts.top_p, cache=opts.cache,
             tokens_per_step=opts.tokens_per_step, calls=calls,
         )  # fmt: skip
-        total = NetworkCalls(max(total.nfe, calls.nfe), total.rows + calls.rows)
+        total = total.beside(calls)
         chunks.append(x.cpu())
     return torch.cat(chunks), time.perf_counter() - start, total
 
@@ -352,7 +352,7 @@ def _lengths_then_letters(
         except FillsMissing:  # the shaped sampler (almost) never fills these k slots with letters
             out[which] = first[which]  # so these samples keep their letters from stage 1
             continue
-        wall, calls, more = wall + w, NetworkCalls(max(calls.nfe, c.nfe), calls.rows + c.rows), max(more, r)
+        wall, calls, more = wall + w, calls.beside(c), max(more, r)
         out[which[:, None], torch.tensor(src)[None]] = ids[:, : len(src)]
     return out, wall, calls, rounds + more
 
@@ -374,7 +374,7 @@ def _draw_fills(
         share = max(n_kept / drawn, 1 / MAX_OVERDRAW) if drawn else 1.0
         count = min(-(-need // share) if drawn else need, MAX_OVERDRAW * need)
         ids, w, c = _run_batches(pre, opts, run_length, fixed, on_step, gen, count=int(count))
-        wall, calls = wall + w, NetworkCalls(max(calls.nfe, c.nfe), calls.rows + c.rows)
+        wall, calls = wall + w, calls.beside(c)
         u = torch.rand(ids.shape[0], generator=gen, device=pre.device, dtype=torch.float64).cpu()
         good = ids[u < accept(ids)][:need]
         kept.append(good)

@@ -47,6 +47,11 @@ class NetworkCalls:
         self.nfe += other.nfe
         self.rows += other.rows
 
+    def beside(self, other: NetworkCalls) -> NetworkCalls:
+        """The calls of two runs side by side (batches, rounds): `nfe` the most of either (what
+        one sample waited for), `rows` summed (the work)."""
+        return NetworkCalls(max(self.nfe, other.nfe), self.rows + other.rows)
+
 
 def sigma_at(noise: Noise, t: float) -> tuple[float, float]:
     """(sigma(t), dsigma(t)) as Python floats, computed in float64 on the CPU (no device sync)."""
